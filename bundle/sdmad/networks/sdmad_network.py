@@ -1,0 +1,193 @@
+"""The SD-MAD network: a frozen open_clip CLIP with Shift Adapters on image blocks and the last text block."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import text_global_pool
+from torch import nn
+
+from sdmad.inference import Scores, SignSelection, score_images, select_signs
+from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
+from sdmad.networks.shift_adapter import ShiftAdapter
+from sdmad.signs import SignSet
+
+logger = logging.getLogger(__name__)
+
+PAPER_IMAGE_ADAPTER_BLOCKS = (6, 12, 18, 24)
+PAPER_DEPTH = 24
+
+
+def map_adapter_blocks(blocks: Sequence[int], depth: int, reference_depth: int = PAPER_DEPTH) -> list[int]:
+    """1-based block numbers given for a ``reference_depth``-block encoder, placed on a ``depth``-block one.
+
+    Each block keeps its relative depth: ``ceil(b * depth / reference_depth)`` (duplicates merged). On the
+    paper's 24-block ViT-L this is the identity; on the 4-block tiny model 6/12/18/24 become 1/2/3/4.
+    """
+    mapped = sorted({max(1, math.ceil(b * depth / reference_depth)) for b in blocks})
+    for b in blocks:
+        if not 1 <= b <= reference_depth:
+            raise ValueError(f"adapter block {b} is outside 1..{reference_depth} (1-based block numbers)")
+    return mapped
+
+
+class SDMADNetwork(nn.Module):
+    """CLIP + Shift Adapters, scoring images against the signs of each category.
+
+    Only adapter parameters are trainable, and ``state_dict()`` holds only them (a few MB): the frozen CLIP
+    weights come from ``pretrained``, never from an SD-MAD checkpoint. Adapters are attached to open_clip's
+    blocks with forward hooks, so CLIP itself is used unmodified.
+
+    Args:
+        signs: the task's sign prompts and normal (anchor) prompts.
+        model_name: open_clip model name, ``sdmad-tiny`` for tests/demo, or ``local-dir:<folder>``.
+        pretrained: open_clip tag, local checkpoint file, or None for random weights.
+        image_size: input size (240 in the paper; position embeddings resized).
+        image_adapter_blocks: 1-based image blocks to adapt, given for an encoder of ``adapter_blocks_depth`` blocks
+            and mapped to the actual depth by ``map_adapter_blocks``.
+        adapter_blocks_depth: depth the block numbers refer to (24: the paper's ViT-L).
+        text_adapter: adapt the last text block.
+        bottleneck_ratio: adapter bottleneck D_b = round(D * ratio).
+        activation: adapter activation.
+        lam: lambda of Eq. 2.
+        quick_gelu: passed to ``load_clip``.
+        cache_dir: cache folder for pretrained tags.
+    """
+
+    def __init__(
+        self,
+        signs: SignSet,
+        model_name: str = TINY_MODEL_NAME,
+        pretrained: str | os.PathLike | None = None,
+        image_size: int = 240,
+        image_adapter_blocks: Sequence[int] = PAPER_IMAGE_ADAPTER_BLOCKS,
+        adapter_blocks_depth: int = PAPER_DEPTH,
+        text_adapter: bool = True,
+        bottleneck_ratio: float = 0.5,
+        activation: str = "leaky_relu",
+        lam: float = 0.9,
+        quick_gelu: bool | None = None,
+        cache_dir: str | None = None,
+    ):
+        super().__init__()
+        self.signs = signs
+        self.backbone = f"{model_name}, weights: {pretrained if pretrained not in (None, '') else 'random'}"
+        self.clip, self.tokenizer = load_clip(model_name, pretrained, image_size, quick_gelu, cache_dir)
+        self.clip.requires_grad_(False)
+        self.register_buffer("sign_category", torch.tensor(signs.sign_category, dtype=torch.long), persistent=False)
+        # Frozen text states are computed before any adapter is attached (see _frozen_text_states).
+        self.register_buffer("sign_states", self._frozen_text_states(signs.sign_prompts), persistent=False)
+        self.register_buffer("normal_states", self._frozen_text_states(list(signs.normal)), persistent=False)
+
+        visual_blocks = self.clip.visual.transformer.resblocks
+        self.image_blocks = map_adapter_blocks(image_adapter_blocks, len(visual_blocks), adapter_blocks_depth)
+        image_width = self.clip.visual.transformer.width
+        self.image_adapters = nn.ModuleDict({
+            str(b): ShiftAdapter(image_width, round(image_width * bottleneck_ratio), activation, lam)
+            for b in self.image_blocks
+        })
+        for b, adapter in self.image_adapters.items():
+            visual_blocks[int(b) - 1].register_forward_hook(adapter.block_hook)
+        self.text_adapter: ShiftAdapter | None = None
+        if text_adapter:
+            text_width = self.clip.transformer.width
+            self.text_adapter = ShiftAdapter(text_width, round(text_width * bottleneck_ratio), activation, lam)
+            self.clip.transformer.resblocks[-1].register_forward_hook(self.text_adapter.block_hook)
+        logger.info("SD-MAD adapters on image blocks %s of %d (1-based)%s", self.image_blocks, len(visual_blocks),
+                    " and on the last text block" if text_adapter else "")
+
+        self.register_state_dict_post_hook(_drop_frozen_weights)
+        self.register_load_state_dict_post_hook(_ignore_missing_frozen_weights)
+
+    # ----------------------------------------------------------------------------------------------- text
+    @torch.no_grad()
+    def _frozen_text_states(self, prompts: list[str]) -> torch.Tensor:
+        """[n, W]: the pooled output of the last text block, before its adapter (which is not attached yet).
+
+        Adapter, ln_final and pooling all act per token, so pooling first and adapting afterwards gives the same
+        features as the full path while recomputing only what the adapter changes.
+        """
+        captured: list[torch.Tensor] = []
+        if not self.clip.transformer.batch_first:
+            raise NotImplementedError("the cached text path needs open_clip's batch_first text transformer")
+        tokens = self.tokenizer(prompts)
+        handle = self.clip.transformer.resblocks[-1].register_forward_hook(
+            lambda module, args, output: captured.append(output))
+        try:
+            self.clip.encode_text(tokens)
+        finally:
+            handle.remove()
+        return text_global_pool(captured[0], tokens, self.clip.text_pool_type,
+                                eos_token_id=getattr(self.clip, "text_eos_id", None))
+
+    def _project_text(self, states: torch.Tensor) -> torch.Tensor:
+        x = self.text_adapter(states) if self.text_adapter is not None else states
+        x = self.clip.ln_final(x)
+        projection = self.clip.text_projection
+        x = projection(x) if isinstance(projection, nn.Linear) else x @ projection
+        return F.normalize(x, dim=-1)
+
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """[n, E] normalised text features of any prompts through the full text encoder (adapter included)."""
+        tokens = self.tokenizer(prompts).to(self.sign_states.device)
+        return self.clip.encode_text(tokens, normalize=True)
+
+    def sign_features(self) -> torch.Tensor:
+        """[n_signs, E] normalised features of all signs (cached frozen states, adapter recomputed)."""
+        return self._project_text(self.sign_states)
+
+    def anchor_feature(self) -> torch.Tensor:
+        """[E] the anchor: normalised mean of the normal prompts' features."""
+        return F.normalize(self._project_text(self.normal_states).mean(dim=0), dim=-1)
+
+    # ---------------------------------------------------------------------------------------------- image
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, E] normalised image features (class token after the adapted blocks, projected)."""
+        return self.clip.encode_image(images, normalize=True)
+
+    # -------------------------------------------------------------------------------------------- scoring
+    def select_signs(self) -> SignSelection:
+        """Eq. 6 on the current sign features."""
+        return select_signs(self.sign_features(), self.sign_category, self.signs.category_names)
+
+    def score(self, images: torch.Tensor, selection: SignSelection | None = None) -> Scores:
+        """Scores, decisions and normal-vs-abnormal score (Eq. 7-8) of a batch of images."""
+        selection = selection or self.select_signs()
+        return score_images(self.encode_images(images), self.sign_features(), self.anchor_feature(),
+                            selection.category_mask())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, C]: s_c, the max cosine over each category's kept signs."""
+        return self.score(images).category_scores
+
+    # ---------------------------------------------------------------------------------------- parameters
+    def train(self, mode: bool = True) -> SDMADNetwork:
+        """Adapters follow ``mode``; the frozen CLIP always stays in eval mode."""
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    def adapter_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _frozen_prefix(key: str) -> bool:
+    """Whether a (possibly wrapper-prefixed, e.g. ``module.``) state-dict key names a frozen CLIP weight."""
+    return key.startswith("clip.") or ".clip." in key
+
+
+def _drop_frozen_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + "clip.")]:
+        del state_dict[key]
+
+
+def _ignore_missing_frozen_weights(module: nn.Module, incompatible_keys) -> None:
+    """Strict loading checks the adapters only; the frozen CLIP weights are never part of a checkpoint."""
+    frozen = [key for key in incompatible_keys.missing_keys if _frozen_prefix(key)]
+    for key in frozen:
+        incompatible_keys.missing_keys.remove(key)

@@ -1,0 +1,46 @@
+"""Shared fixtures: a small sign set and tiny SD-MAD networks (random weights, CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sdmad.networks import SDMADNetwork
+from sdmad.signs import SignSet
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def small_signs() -> SignSet:
+    return SignSet(
+        task="test",
+        normal=("a normal brain MRI", "a brain MRI with no finding"),
+        categories=(
+            ("Lesion", ("a brain MRI with a focal lesion", "a bright spot in the brain")),
+            ("Ventricles", ("enlarged ventricles",)),
+            ("Skull", ("a gap in the skull", "a craniotomy defect", "a bone flap")),
+        ),
+    )
+
+
+def build_tiny(signs: SignSet, seed: int = 0, **kwargs) -> SDMADNetwork:
+    torch.manual_seed(seed)
+    return SDMADNetwork(signs, model_name="sdmad-tiny", **kwargs)
+
+
+def randomize_adapters(network: SDMADNetwork, seed: int = 1, scale: float = 0.5) -> None:
+    """Give the adapters weights large enough that they change every feature noticeably."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            if parameter.requires_grad:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+
+
+@pytest.fixture
+def tiny_network(small_signs) -> SDMADNetwork:
+    return build_tiny(small_signs)
