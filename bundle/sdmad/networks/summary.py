@@ -32,13 +32,15 @@ def describe_network(network: SDMADNetwork, image_size: int, device: torch.devic
     scores = network(images)
     seconds = time.perf_counter() - start
     selection = network.select_signs()
+    adapter = next(iter(network.image_adapters.values()))
     text_depth = len(network.clip.transformer.resblocks)
     text_adapter = f"on the last of {text_depth} text blocks" if network.text_adapter is not None else "none"
     lines = [
         f"backbone           {network.backbone}",
         f"image input        3 x {image_size} x {image_size} -> {grid[0]} x {grid[1]} patches, "
         f"{len(visual.transformer.resblocks)} blocks of width {visual.transformer.width}",
-        f"image adapters     on blocks {network.image_blocks} (1-based)",
+        f"image adapters     on blocks {network.image_blocks} (1-based), lambda {adapter.lam}, "
+        f"bottleneck {adapter.down.out_features}, {type(adapter.act).__name__}",
         f"text adapter       {text_adapter}",
         f"parameters         {total:,} in all, {trainable:,} trainable ({100 * trainable / total:.2f} %), "
         f"all in {trainable_names}",
@@ -50,7 +52,8 @@ def describe_network(network: SDMADNetwork, image_size: int, device: torch.devic
         f"{1000 * seconds / batch_size:.1f} ms per image on {device}",
         "sign selection     (Eq. 6, current adapters)",
     ]
+    width = max(len(name) for name in network.signs.category_names)
     for name, entry in selection.to_dict(network.signs.sign_prompts).items():
         forced = ", forced keep" if entry["forced_keep"] else ""
-        lines.append(f"  {name:<62} kept {entry['kept']}, dropped {entry['dropped']}{forced}")
+        lines.append(f"  {name:<{width}}  kept {entry['kept']}, dropped {entry['dropped']}{forced}")
     return "\n".join(lines)
