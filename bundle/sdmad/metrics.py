@@ -125,17 +125,16 @@ class GatheredMetric(Metric):
     """Keeps ``(y_pred, y)`` of every iteration, gathers them from all processes, then applies ``compute_fn``.
 
     Unlike ignite's ``EpochMetric``, every process computes the result itself from the same gathered data, so
-    results may be dicts or None (undefined) and shards may differ in size.
+    results may be dicts or None (undefined) and shards may differ in size. Subclasses set ``compute_fn``.
 
     Args:
-        compute_fn: ``(y_pred, y) -> result`` on the concatenated numpy arrays.
         output_transform: maps the engine's output to ``(y_pred, y)``.
         device: where states are kept.
     """
 
-    def __init__(self, compute_fn: Callable[[np.ndarray, np.ndarray], Any],
-                 output_transform: Callable = lambda output: output, device: str | torch.device = "cpu"):
-        self.compute_fn = compute_fn
+    compute_fn: Callable[[np.ndarray, np.ndarray], Any]
+
+    def __init__(self, output_transform: Callable = lambda output: output, device: str | torch.device = "cpu"):
         super().__init__(output_transform=output_transform, device=device)
 
     @reinit__is_reduced
@@ -162,29 +161,25 @@ class GatheredMetric(Metric):
 class ImageAUROC(GatheredMetric):
     """Protocol 1 image AUROC; ``output_transform`` gives ``(anomaly_score [B], category_labels [B, C])``."""
 
-    def __init__(self, output_transform: Callable = lambda output: output, device: str | torch.device = "cpu"):
-        super().__init__(image_auroc, output_transform, device)
+    compute_fn = staticmethod(image_auroc)
 
 
 class HammingScore(GatheredMetric):
     """Protocol 2 Hamming score; ``output_transform`` gives ``(decisions [B, C], labels [B, C])``."""
 
-    def __init__(self, output_transform: Callable = lambda output: output, device: str | torch.device = "cpu"):
-        super().__init__(hamming_score, output_transform, device)
+    compute_fn = staticmethod(hamming_score)
 
 
 class SubsetAccuracy(GatheredMetric):
     """Protocol 2 subset accuracy; ``output_transform`` gives ``(decisions [B, C], labels [B, C])``."""
 
-    def __init__(self, output_transform: Callable = lambda output: output, device: str | torch.device = "cpu"):
-        super().__init__(subset_accuracy, output_transform, device)
+    compute_fn = staticmethod(subset_accuracy)
 
 
 class ExampleJaccard(GatheredMetric):
     """Protocol 2 example-based Jaccard; ``output_transform`` gives ``(decisions [B, C], labels [B, C])``."""
 
-    def __init__(self, output_transform: Callable = lambda output: output, device: str | torch.device = "cpu"):
-        super().__init__(example_jaccard, output_transform, device)
+    compute_fn = staticmethod(example_jaccard)
 
 
 class CategoryAUROC(GatheredMetric):
@@ -197,9 +192,9 @@ class CategoryAUROC(GatheredMetric):
     def __init__(self, category_names: Sequence[str], output_transform: Callable = lambda output: output,
                  device: str | torch.device = "cpu"):
         self.category_names = list(category_names)
-        super().__init__(self._flat_category_auroc, output_transform, device)
+        super().__init__(output_transform, device)
 
-    def _flat_category_auroc(self, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    def compute_fn(self, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         result = category_auroc(scores, labels, self.category_names)
         flat = {f"auroc/{name}": value for name, value in result["per_category"].items()}
         flat.update(mean_category_auroc=result["mean"], defined_categories=result["defined"])
