@@ -44,3 +44,14 @@ def randomize_adapters(network: SDMADNetwork, seed: int = 1, scale: float = 0.5)
 @pytest.fixture
 def tiny_network(small_signs) -> SDMADNetwork:
     return build_tiny(small_signs)
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """A small phantom data set in every format, generated once per test session (about a second)."""
+    from sdmad.data.phantom import make_phantom_dataset
+
+    out = tmp_path_factory.mktemp("phantom")
+    make_phantom_dataset(out, volumes_per_category=2, normal_volumes=4, multi_label_volumes=2, size=64,
+                         num_slices=12, kspace_volumes=2, seed=0)
+    return out
