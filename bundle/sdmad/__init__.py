@@ -1,3 +1,14 @@
 """SD-MAD: sign-driven few-shot multi-anomaly detection in medical images, as a MONAI Bundle."""
 
+import importlib
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """Submodules on first use (`import sdmad; sdmad.data.split_by_group(...)`), as bundle config expressions
+    need: MONAI binds `$import sdmad.data` to the name "sdmad.data", not to `sdmad`."""
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as err:
+        raise AttributeError(f"module 'sdmad' has no attribute '{name}'") from err

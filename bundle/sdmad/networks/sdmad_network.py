@@ -77,6 +77,12 @@ class SDMADNetwork(nn.Module):
         super().__init__()
         self.signs = signs
         self.backbone = f"{model_name}, weights: {pretrained if pretrained not in (None, '') else 'random'}"
+        self._record = {
+            "model_name": model_name, "pretrained": _weights_identity(pretrained), "image_size": image_size,
+            "image_adapter_blocks": list(image_adapter_blocks), "adapter_blocks_depth": adapter_blocks_depth,
+            "text_adapter": text_adapter, "bottleneck_ratio": bottleneck_ratio, "activation": activation, "lam": lam,
+            "categories": signs.category_names, "sign_prompts": signs.sign_prompts, "normal_prompts": list(signs.normal),
+        }
         self.clip, self.tokenizer = load_clip(model_name, pretrained, image_size, quick_gelu, cache_dir)
         self.clip.requires_grad_(False)
         self.register_buffer("sign_category", torch.tensor(signs.sign_category, dtype=torch.long), persistent=False)
@@ -161,9 +167,28 @@ class SDMADNetwork(nn.Module):
         return score_images(self.encode_images(images), self.sign_features(), self.anchor_feature(),
                             selection.category_mask())
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, C]: s_c, the max cosine over each category's kept signs."""
+    def forward(self, images: torch.Tensor, output: str = "scores"):
+        """[B, 3, H, W] -> [B, C]: s_c, the max cosine over each category's kept signs.
+
+        ``output="features"`` returns ``(image_features, sign_features, anchor)`` for the loss instead: training
+        goes through ``forward`` so that wrappers such as DistributedDataParallel see it.
+        """
+        if output == "features":
+            return self.encode_images(images), self.sign_features(), self.anchor_feature()
+        if output != "scores":
+            raise ValueError(f"output must be 'scores' or 'features', got '{output}'")
         return self.score(images).category_scores
+
+    def bypass_adapters(self) -> None:
+        """Set every adapter's lambda to 1: the network is then exactly the frozen CLIP (zero-shot baseline)."""
+        for module in self.modules():
+            if isinstance(module, ShiftAdapter):
+                module.lam = 1.0
+        self._record["lam"] = 1.0
+
+    def config_record(self) -> dict:
+        """What a checkpoint of this network must match: backbone, adapters, lambda, categories and prompts."""
+        return dict(self._record)
 
     # ---------------------------------------------------------------------------------------- parameters
     def train(self, mode: bool = True) -> SDMADNetwork:
@@ -174,6 +199,15 @@ class SDMADNetwork(nn.Module):
 
     def adapter_parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def _weights_identity(pretrained: str | os.PathLike | None) -> str | None:
+    """A tag as is; a file by name and size (hashing a 1.7 GB file at every load would cost seconds)."""
+    if pretrained in (None, "", "none", "None", "random"):
+        return None
+    if os.path.isfile(pretrained):
+        return f"{os.path.basename(pretrained)} ({os.path.getsize(pretrained)} bytes)"
+    return str(pretrained)
 
 
 def _frozen_prefix(key: str) -> bool:

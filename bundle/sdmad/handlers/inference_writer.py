@@ -1,0 +1,80 @@
+"""Write inference outputs: per-slice scores and decisions, and a per-volume aggregate, as CSV and JSON."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import ignite.distributed as idist
+import numpy as np
+from ignite.engine import Engine, Events
+
+from sdmad.atomic import write_json_atomic, write_text_atomic
+from sdmad.engines import unwrap
+from sdmad.handlers.predictions import PredictionCollector
+from sdmad.reporting import predictions_csv
+
+logger = logging.getLogger(__name__)
+AGGREGATES = ("max", "mean")
+
+
+def aggregate_volumes(rows: list[dict], categories: list[str], how: str = "max") -> list[dict]:
+    """Per source volume: s_c aggregated over its slices (max or mean), p_c = any slice positive, the slice count."""
+    if how not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got '{how}'")
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:
+        by_source.setdefault(str(row["source"]), []).append(row)
+    volumes = []
+    for source, members in by_source.items():
+        scores = np.stack([r["scores"] for r in members])
+        reduce = scores.max(axis=0) if how == "max" else scores.mean(axis=0)
+        decisions = np.stack([r["decisions"] for r in members]).any(axis=0)
+        volumes.append({"source": source, "slices": len(members), "aggregate": how,
+                        "anomaly_score": float(max(r["anomaly"] for r in members)),
+                        "scores": {name: float(reduce[c]) for c, name in enumerate(categories)},
+                        "decisions": {name: bool(decisions[c]) for c, name in enumerate(categories)},
+                        "positive_slices": {name: [r["slice_index"] for r in members if r["decisions"][c]]
+                                            for c, name in enumerate(categories)}})
+    return volumes
+
+
+class InferenceWriter:
+    """`slices.csv`, `volumes.csv` and `predictions.json` in ``output_dir`` after the run (rank 0).
+
+    Args:
+        output_dir: where to write.
+        aggregate: "max" (default) or "mean" over a volume's slices for its per-category score.
+    """
+
+    def __init__(self, output_dir: str | Path, aggregate: str = "max"):
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES}, got '{aggregate}'")
+        self.output_dir, self.aggregate = Path(output_dir), aggregate
+        self.collector = PredictionCollector()
+
+    def attach(self, engine: Engine) -> None:
+        self.collector.attach(engine)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if idist.get_rank() != 0:
+            return
+        network = unwrap(engine.network)
+        categories = network.signs.category_names
+        volumes = aggregate_volumes(self.collector.rows, categories, self.aggregate)
+        write_text_atomic(predictions_csv(self.collector.rows, categories), self.output_dir / "slices.csv")
+        lines = ["source,slices,anomaly_score," + ",".join(f'"score:{n}","decision:{n}"' for n in categories)]
+        for volume in volumes:
+            values = ",".join(f"{volume['scores'][n]:.6f},{int(volume['decisions'][n])}" for n in categories)
+            lines.append(f"\"{volume['source']}\",{volume['slices']},{volume['anomaly_score']:.6f},{values}")
+        write_text_atomic("\n".join(lines) + "\n", self.output_dir / "volumes.csv")
+        selection = engine.state.sdmad_text.selection.to_dict(network.signs.sign_prompts)
+        slices = [{"source": r["source"], "slice_index": r["slice_index"], "anomaly_score": r["anomaly"],
+                   "scores": dict(zip(categories, map(float, r["scores"]))),
+                   "decisions": dict(zip(categories, map(bool, r["decisions"])))} for r in self.collector.rows]
+        write_json_atomic({"categories": categories, "backbone": network.backbone, "volumes": volumes,
+                           "slices": slices, "sign_selection": selection,
+                           "note": "research use only, not for diagnosis"}, self.output_dir / "predictions.json")
+        engine.state.sdmad_predictions = volumes
+        logger.info("inference outputs written to %s", self.output_dir)

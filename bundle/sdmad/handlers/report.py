@@ -1,0 +1,64 @@
+"""Write the evaluation report when an evaluator run completes (rank 0)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+from ignite.engine import Engine, Events
+
+from sdmad.atomic import write_json_atomic
+from sdmad.engines import unwrap
+from sdmad.handlers.predictions import PredictionCollector
+from sdmad.plots import auroc_bars, roc_curves, sign_map
+from sdmad.reporting import build_report, config_hash, write_report
+
+logger = logging.getLogger(__name__)
+
+
+class EvaluationReport:
+    """`report.json`, `report.md`, `predictions.csv` and plots in ``output_dir``.
+
+    Args:
+        output_dir: the evaluation run folder.
+        run_config: the hyper-parameters of the run (written as `config.json`; its hash goes into the report).
+        checkpoint: the evaluated checkpoint (None: zero-shot CLIP).
+        seed: the run's seed.
+    """
+
+    def __init__(self, output_dir: str | Path, run_config: dict[str, Any], checkpoint: str | None, seed: int):
+        self.output_dir, self.run_config, self.checkpoint, self.seed = Path(output_dir), run_config, checkpoint, seed
+        self.collector = PredictionCollector()
+
+    def attach(self, engine: Engine) -> None:
+        self.collector.attach(engine)  # gathers on COMPLETED before this handler runs
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if idist.get_rank() != 0:
+            return
+        network = unwrap(engine.network)
+        categories = network.signs.category_names
+        arrays = self.collector.arrays()
+        text = engine.state.sdmad_text
+        selection = text.selection
+        aurocs = {name: engine.state.metrics.get(f"auroc/{name}") for name in categories}
+        plots = [self.output_dir / name for name in ("roc_curves.png", "category_auroc.png", "sign_map.png")]
+        roc_curves(arrays["scores"], arrays["label"], categories, aurocs, plots[0])
+        auroc_bars(categories, aurocs, engine.state.metrics.get("mean_category_auroc"), plots[1])
+        sign_map(text.sign_features.cpu().numpy(), selection.sign_category.cpu().numpy(),
+                 selection.kept.cpu().numpy(), text.anchor.cpu().numpy(), categories, plots[2])
+        run = {"command": " ".join(sys.argv), "checkpoint": self.checkpoint, "zero_shot": self.checkpoint is None,
+               "backbone": network.backbone, "seed": self.seed, "device": str(engine.state.device),
+               "config_hash": config_hash(self.run_config)}
+        files = {"report_md": str(self.output_dir / "report.md"), "predictions_csv":
+                 str(self.output_dir / "predictions.csv"), "plots": [str(p) for p in plots]}
+        report = build_report(engine.state.metrics, categories, arrays["label"],
+                              selection.to_dict(network.signs.sign_prompts), run, files)
+        write_json_atomic(self.run_config, self.output_dir / "config.json")
+        write_report(self.output_dir, report, self.collector.rows, categories)
+        engine.state.sdmad_report = report
+        logger.info("report written to %s", self.output_dir / "report.md")
