@@ -15,11 +15,13 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("config_file", ["configs/inference.yaml", "['configs/inference.yaml','configs/demo.yaml']"],
-                         ids=["paper_model_random_weights", "tiny_model"])
-def test_verify_net_in_out(config_file):
+@pytest.mark.parametrize("config_file, extra", [
+    ("configs/inference.yaml", []),
+    ("['configs/inference.yaml','configs/demo.yaml']", ["--pretrained", "none"]),
+], ids=["paper_model_random_weights", "tiny_model"])
+def test_verify_net_in_out(config_file, extra):
     result = run("-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
-                 "--config_file", config_file)
+                 "--config_file", config_file, *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "data shape of network is verified with no error" in result.stdout + result.stderr
 
@@ -37,10 +39,10 @@ def test_metadata_channels_match_the_sign_file():
 
 def test_network_summary_prints_facts_of_the_built_network():
     result = run("scripts/network_summary.py", "--config_file", "configs/inference.yaml", "configs/demo.yaml",
-                 "--override", "lam=0.8")
+                 "--override", "lam=0.8", "pretrained=none")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "sdmad-tiny, weights: random" in out
+    assert "sdmad-tiny, weights: none" in out
     assert "12 x 12 patches, 4 blocks of width 128" in out
     assert "image adapters     on blocks [1, 2, 3, 4] (1-based), lambda 0.8, bottleneck 64, LeakyReLU" in out
     assert "81,920 trainable" in out

@@ -1,0 +1,109 @@
+"""Run the bundle's workflows in sequence (demo, multi-seed benchmark) and summarise their reports."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.bundle import run as run_bundle
+
+from sdmad.atomic import write_json_atomic, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+WORKFLOW_CONFIGS = {
+    "training": ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml"],
+    "evaluating": ["configs/inference.yaml", "configs/common.yaml", "configs/evaluate.yaml"],
+    "inference": ["configs/inference.yaml", "configs/common.yaml"],
+}
+HEADLINE_METRICS = ("mean_category_auroc", "hamming_score", "subset_accuracy", "image_auroc")
+
+
+def run_workflow(workflow: str, bundle_root: str | Path = ".", extra_configs: Sequence[str] = (),
+                 **overrides: Any) -> float:
+    """Run ``python -m monai.bundle run <workflow>`` in this process; returns the seconds it took."""
+    root = Path(bundle_root)
+    files = [str(root / name) for name in WORKFLOW_CONFIGS[workflow]] + [str(root / name) for name in extra_configs]
+    start = time.perf_counter()
+    run_bundle(run_id=workflow, config_file=files, bundle_root=str(root), **overrides)
+    return time.perf_counter() - start
+
+
+def headline_metrics(report_file: str | Path) -> dict[str, float | None]:
+    """The headline figures of a report.json (None where undefined)."""
+    protocols = json.loads(Path(report_file).read_text())["protocols"]
+    values = {"mean_category_auroc": protocols["category_auroc"]["mean"],
+              "hamming_score": protocols["multi_label"]["hamming_score"],
+              "subset_accuracy": protocols["multi_label"]["subset_accuracy"],
+              "image_auroc": protocols["general_ad"]["image_auroc"]}
+    return {name: (value if isinstance(value, (int, float)) else None) for name, value in values.items()}
+
+
+def summarise_seeds(per_seed: dict[int, dict[str, dict[str, float | None]]]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds, per model variant ("trained", "zero_shot") and metric.
+
+    A metric undefined on some seed is summarised over the seeds where it is defined, and says how many.
+    """
+    variants = sorted({variant for runs in per_seed.values() for variant in runs})
+    summary: dict[str, Any] = {"seeds": sorted(per_seed), "per_seed": per_seed, "mean_std": {}}
+    for variant in variants:
+        summary["mean_std"][variant] = {}
+        for metric in HEADLINE_METRICS:
+            values = [runs[variant][metric] for runs in per_seed.values() if runs[variant][metric] is not None]
+            summary["mean_std"][variant][metric] = {
+                "mean": float(np.mean(values)) if values else None,
+                "std": float(np.std(values)) if values else None, "seeds_defined": len(values)}
+    if {"trained", "zero_shot"} <= set(variants):
+        gains = [runs["trained"]["mean_category_auroc"] - runs["zero_shot"]["mean_category_auroc"]
+                 for runs in per_seed.values()
+                 if None not in (runs["trained"]["mean_category_auroc"], runs["zero_shot"]["mean_category_auroc"])]
+        summary["mean_category_auroc_gain"] = {"per_seed": gains, "min": min(gains) if gains else None}
+    return summary
+
+
+def summary_markdown(summary: dict[str, Any], command: str) -> str:
+    def cell(entry: dict) -> str:
+        if entry["mean"] is None:
+            return "undefined"
+        return f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+
+    lines = [f"Seeds {summary['seeds']}; mean ± std over seeds. Command: `{command}`", "",
+             "| model | mean category AUROC | Hamming score | subset accuracy | image AUROC |", "|---|---|---|---|---|"]
+    names = {"zero_shot": "zero-shot (adapters off)", "trained": "trained (SD-MAD adapters)"}
+    for variant, metrics in summary["mean_std"].items():
+        lines.append(f"| {names.get(variant, variant)} | " + " | ".join(cell(metrics[m]) for m in HEADLINE_METRICS)
+                     + " |")
+    if "mean_category_auroc_gain" in summary:
+        gains = ", ".join(f"{g:+.3f}" for g in summary["mean_category_auroc_gain"]["per_seed"])
+        lines += ["", f"Gain in mean category AUROC, trained minus zero-shot, per seed: {gains}"]
+    return "\n".join(lines) + "\n"
+
+
+def multi_seed(seeds: Sequence[int], run_name: str, bundle_root: str | Path = ".", extra_configs: Sequence[str] = (),
+               zero_shot: bool = True, command: str = "", **overrides: Any) -> dict[str, Any]:
+    """Sampling -> training -> evaluation (and the zero-shot baseline on the same test split) for every seed;
+    writes `<runs>/<run_name>/summary.json` and `summary.md`."""
+    root = Path(bundle_root)
+    per_seed: dict[int, dict[str, dict[str, float | None]]] = {}
+    for seed in seeds:
+        name = f"{run_name}/seed{seed}"
+        common = dict(extra_configs=extra_configs, run_name=name, seed=seed, **overrides)
+        run_workflow("training", root, **common)
+        run_workflow("evaluating", root, **common)
+        per_seed[seed] = {"trained": headline_metrics(root / "runs" / name / "evaluating" / "report.json")}
+        if zero_shot:
+            run_workflow("evaluating", root, checkpoint="none", **common)
+            per_seed[seed]["zero_shot"] = headline_metrics(
+                root / "runs" / name / "evaluating_zero_shot" / "report.json")
+        logger.info("seed %d: %s", seed, per_seed[seed])
+    summary = summarise_seeds(per_seed)
+    summary["command"] = command
+    out = root / "runs" / run_name
+    write_json_atomic(summary, out / "summary.json")
+    write_text_atomic(summary_markdown(summary, command), out / "summary.md")
+    return summary

@@ -1,0 +1,30 @@
+"""Pretrain the tiny open_clip model on generated phantom image-caption pairs (offline demo backbone).
+
+    python scripts/pretrain_tiny_clip.py --out models/sdmad-tiny-phantom.pt [--steps 350 --batch-size 32 --seed 0]
+
+See bundle/sdmad/pretraining.py for what the pairs are (never the phantom data set, never category names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sdmad.pretraining import pretrain_tiny_clip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="models/sdmad-tiny-phantom.pt")
+    parser.add_argument("--steps", type=int, default=350)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--pool", type=int, default=1500, help="generated image-caption pairs to sample from")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    summary = pretrain_tiny_clip(args.out, steps=args.steps, batch_size=args.batch_size, pool=args.pool,
+                                 seed=args.seed)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

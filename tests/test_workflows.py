@@ -1,0 +1,133 @@
+"""The bundle workflows end to end on phantom data, as a user runs them (`python -m monai.bundle run ...`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import torch
+
+from conftest import REPO_ROOT, build_tiny
+from sdmad.checkpoints import CheckpointError, load_model, save_model
+
+CONFIGS = {
+    "training": ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml"],
+    "evaluating": ["configs/inference.yaml", "configs/common.yaml", "configs/evaluate.yaml"],
+    "inference": ["configs/inference.yaml", "configs/common.yaml"],
+}
+
+
+def bundle(workflow: str, phantom_dir: Path, runs: Path, *overrides: str, extra: tuple[str, ...] = (),
+           launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    files = [str(REPO_ROOT / f) for f in CONFIGS[workflow]] + list(extra)
+    command = [*(launcher or (sys.executable,)), "-m", "monai.bundle", "run", workflow, "--config_file", str(files),
+               "--bundle_root", str(REPO_ROOT), "--output_root", str(runs), "--model_name", "sdmad-tiny",
+               "--pretrained", "none", "--data_dir", str(phantom_dir / "h5"),
+               "--fastmri_plus_dir", str(phantom_dir / "fastmri_plus"), "--slice_index", "5",
+               "--study_level", "all_slices", "--shots", "1", "--margin", "0.2", "--num_workers", "0", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(phantom_dir, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    ok(bundle("training", phantom_dir, runs, "--run_name", "e2e", "--epochs", "2", "--val_interval", "1"))
+    return runs
+
+
+def test_training_writes_its_run_folder(trained):
+    run = trained / "e2e" / "training"
+    for name in ("model.pt", "model_best.pt", "splits.json", "config.json", "checkpoints/checkpoint_epoch=2.pt"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").iterdir())
+    splits = json.loads((run / "splits.json").read_text())
+    groups = {name: {item["group"] for item in splits[name]} for name in ("train", "val", "test")}
+    assert not groups["train"] & groups["test"] and not groups["val"] & groups["test"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["shots"] == 1 and config["model_name"] == "sdmad-tiny" and config["lam"] == 0.9
+
+
+def test_evaluation_report_validates_and_matches_the_predictions(trained, phantom_dir):
+    ok(bundle("evaluating", phantom_dir, trained, "--run_name", "e2e"))
+    out = trained / "e2e" / "evaluating"
+    report = json.loads((out / "report.json").read_text())
+    jsonschema.validate(report, json.loads((REPO_ROOT / "configs" / "report.schema.json").read_text()))
+    assert not report["run"]["zero_shot"] and report["run"]["checkpoint"].endswith("e2e/training/model.pt")
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == report["data"]["test_slices"] and all(row["slice_index"] == "5" for row in rows)
+    for plot in report["files"]["plots"]:
+        assert Path(plot).stat().st_size > 1000
+    assert "SD-MAD evaluation report" in (out / "report.md").read_text()
+
+    ok(bundle("evaluating", phantom_dir, trained, "--run_name", "e2e", "--checkpoint", "none"))
+    zero_shot = json.loads((trained / "e2e" / "evaluating_zero_shot" / "report.json").read_text())
+    assert zero_shot["run"]["zero_shot"] and zero_shot["data"] == report["data"]  # the same test split
+
+
+def test_inference_on_nifti_dicom_and_h5_gives_the_same_scores(trained, phantom_dir, tmp_path):
+    name = json.loads((phantom_dir / "manifest.json").read_text())["volumes"][0]["name"]
+    listing = tmp_path / "inputs.txt"
+    listing.write_text(f"{phantom_dir}/nifti/{name}.nii.gz\n{phantom_dir}/dicom/{name}\n{phantom_dir}/h5/{name}.h5\n")
+    out = tmp_path / "inference"
+    ok(bundle("inference", phantom_dir, trained, "--run_name", "e2e", "--input", str(listing), "--output_dir",
+              str(out), "--checkpoint", str(trained / "e2e" / "training" / "model.pt")))
+    volumes = json.loads((out / "predictions.json").read_text())["volumes"]
+    assert len(volumes) == 3 and all(volume["slices"] == 12 for volume in volumes)
+    for other in volumes[1:]:
+        assert other["scores"] == pytest.approx(volumes[0]["scores"], abs=1e-5)
+        assert other["decisions"] == volumes[0]["decisions"]
+    assert len(list(csv.reader((out / "slices.csv").open()))) == 1 + 3 * 12
+    assert len((out / "volumes.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_kill_and_resume_ends_with_the_same_weights(phantom_dir, tmp_path):
+    common = ("--epochs", "5", "--val_interval", "2")
+    ok(bundle("training", phantom_dir, tmp_path, "--run_name", "full", *common))
+    kill = tmp_path / "kill.yaml"
+    kill.write_text("train#extra_handlers:\n  - _target_: kill_after.KillAfterEpoch\n    epoch: 3\n")
+    killed = bundle("training", phantom_dir, tmp_path, "--run_name", "resumed", *common, extra=(str(kill),))
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run = tmp_path / "resumed" / "training"
+    assert (run / "checkpoints" / "checkpoint_epoch=3.pt").is_file() and not (run / "model.pt").exists()
+    ok(bundle("training", phantom_dir, tmp_path, "--run_name", "resumed", *common))  # the same command again
+    full = torch.load(tmp_path / "full" / "training" / "model.pt", weights_only=True)["network"]
+    resumed = torch.load(run / "model.pt", weights_only=True)["network"]
+    assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_two_process_gloo_training(phantom_dir, tmp_path):
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533")
+    result = ok(bundle("training", phantom_dir, tmp_path, "--run_name", "ddp", "--epochs", "2", "--val_interval", "1",
+                       "--backend", "gloo", extra=(str(REPO_ROOT / "configs" / "multi_gpu.yaml"),), launcher=launcher))
+    assert (tmp_path / "ddp" / "training" / "model.pt").is_file()
+    assert "val_mean_category_auroc" in result.stdout + result.stderr
+
+
+def test_corrupt_checkpoint_and_checkpoint_of_another_configuration(small_signs, tmp_path):
+    network = build_tiny(small_signs)
+    good = tmp_path / "model.pt"
+    save_model(network, good)
+    load_model(build_tiny(small_signs), good)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=f"{broken}: not a readable SD-MAD checkpoint"):
+        load_model(network, broken)
+    with pytest.raises(CheckpointError, match="lam: checkpoint 0.9 vs config 0.8"):
+        load_model(build_tiny(small_signs, lam=0.8), good)
+    with pytest.raises(CheckpointError, match="image_adapter_blocks"):
+        load_model(build_tiny(small_signs, image_adapter_blocks=[12, 24]), good)
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an SD-MAD checkpoint"):
+        load_model(network, tmp_path / "other.pt")
