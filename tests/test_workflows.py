@@ -131,3 +131,15 @@ def test_corrupt_checkpoint_and_checkpoint_of_another_configuration(small_signs,
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an SD-MAD checkpoint"):
         load_model(network, tmp_path / "other.pt")
+
+
+def test_own_data_through_the_csv_override(phantom_dir, tmp_path):
+    csv_override = (str(REPO_ROOT / "configs" / "csv_task.yaml"),)
+    ok(bundle("training", phantom_dir, tmp_path, "--run_name", "csv", "--epochs", "1", "--val_interval", "1",
+              "--csv_file", str(phantom_dir / "labels.csv"), extra=csv_override))
+    ok(bundle("evaluating", phantom_dir, tmp_path, "--run_name", "csv", "--csv_file", str(phantom_dir / "labels.csv"),
+              extra=csv_override))
+    report = json.loads((tmp_path / "csv" / "evaluating" / "report.json").read_text())
+    splits = json.loads((tmp_path / "csv" / "training" / "splits.json").read_text())
+    assert report["data"]["test_slices"] == len(splits["test"])  # one slice ([5]) per scan
+    assert all(item["image"].endswith(".nii.gz") for item in splits["test"])

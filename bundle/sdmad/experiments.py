@@ -107,3 +107,28 @@ def multi_seed(seeds: Sequence[int], run_name: str, bundle_root: str | Path = ".
     write_json_atomic(summary, out / "summary.json")
     write_text_atomic(summary_markdown(summary, command), out / "summary.md")
     return summary
+
+
+def nearest_centroid_probe(network: Any, splits_file: str | Path, batch_size: int = 32) -> dict[str, Any]:
+    """Category AUROC of the frozen image features, no adapters, no text: each category's centroid of its few-shot
+    items' features scores the test items by cosine. An upper-bound-style check of what a backbone offers."""
+    import torch
+    from monai.data import DataLoader, Dataset, list_data_collate
+
+    from sdmad.data import load_split, scan_transforms
+    from sdmad.metrics import category_auroc
+
+    network.bypass_adapters()
+    network.eval()
+
+    def features(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        loader = DataLoader(Dataset(items, scan_transforms()), batch_size=batch_size, collate_fn=list_data_collate)
+        with torch.no_grad():
+            batches = [(network.encode_images(b["image"]), torch.as_tensor(b["label"])) for b in loader]
+        return torch.cat([f for f, _ in batches]), torch.cat([y for _, y in batches])
+
+    train_features, train_labels = features(load_split(splits_file, "train"))
+    test_features, test_labels = features(load_split(splits_file, "test"))
+    centroids = torch.stack([torch.nn.functional.normalize(train_features[train_labels[:, c] > 0].mean(0), dim=0)
+                             for c in range(train_labels.shape[1])])
+    return category_auroc((test_features @ centroids.T).numpy(), test_labels.numpy(), network.signs.category_names)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import ignite.distributed as idist
+from typing import Any
+
 import numpy as np
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
 from sdmad.atomic import write_json_atomic, write_text_atomic
-from sdmad.engines import unwrap
-from sdmad.handlers.predictions import PredictionCollector
+from sdmad.handlers.predictions import PredictionWriter
 from sdmad.reporting import predictions_csv
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def aggregate_volumes(rows: list[dict], categories: list[str], how: str = "max")
     return volumes
 
 
-class InferenceWriter:
+class InferenceWriter(PredictionWriter):
     """`slices.csv`, `volumes.csv` and `predictions.json` in ``output_dir`` after the run (rank 0).
 
     Args:
@@ -50,17 +50,10 @@ class InferenceWriter:
     def __init__(self, output_dir: str | Path, aggregate: str = "max"):
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got '{aggregate}'")
+        super().__init__()
         self.output_dir, self.aggregate = Path(output_dir), aggregate
-        self.collector = PredictionCollector()
 
-    def attach(self, engine: Engine) -> None:
-        self.collector.attach(engine)
-        engine.add_event_handler(Events.COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        if idist.get_rank() != 0:
-            return
-        network = unwrap(engine.network)
+    def write(self, engine: Engine, network: Any) -> None:
         categories = network.signs.category_names
         volumes = aggregate_volumes(self.collector.rows, categories, self.aggregate)
         write_text_atomic(predictions_csv(self.collector.rows, categories), self.output_dir / "slices.csv")

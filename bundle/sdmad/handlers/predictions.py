@@ -8,6 +8,8 @@ import ignite.distributed as idist
 import numpy as np
 from ignite.engine import Engine, Events
 
+from sdmad.engines import unwrap
+
 
 def _as_list(value: Any, size: int) -> list:
     if value is None:
@@ -62,3 +64,22 @@ class PredictionCollector:
         if self.rows and "label" in self.rows[0]:
             out["label"] = np.stack([r["label"] for r in self.rows])
         return out
+
+
+class PredictionWriter:
+    """Base of the handlers that write files from a run's gathered predictions: collect on every process, then
+    ``write(engine, network)`` on rank 0 once the run completes."""
+
+    def __init__(self):
+        self.collector = PredictionCollector()
+
+    def attach(self, engine: Engine) -> None:
+        self.collector.attach(engine)  # gathers on COMPLETED before this handler runs
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if idist.get_rank() == 0:
+            self.write(engine, unwrap(engine.network))
+
+    def write(self, engine: Engine, network: Any) -> None:
+        raise NotImplementedError

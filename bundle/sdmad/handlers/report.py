@@ -7,19 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import ignite.distributed as idist
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
 from sdmad.atomic import write_json_atomic
-from sdmad.engines import unwrap
-from sdmad.handlers.predictions import PredictionCollector
+from sdmad.handlers.predictions import PredictionWriter
 from sdmad.plots import auroc_bars, roc_curves, sign_map
 from sdmad.reporting import build_report, config_hash, write_report
 
 logger = logging.getLogger(__name__)
 
 
-class EvaluationReport:
+class EvaluationReport(PredictionWriter):
     """`report.json`, `report.md`, `predictions.csv` and plots in ``output_dir``.
 
     Args:
@@ -30,17 +28,10 @@ class EvaluationReport:
     """
 
     def __init__(self, output_dir: str | Path, run_config: dict[str, Any], checkpoint: str | None, seed: int):
+        super().__init__()
         self.output_dir, self.run_config, self.checkpoint, self.seed = Path(output_dir), run_config, checkpoint, seed
-        self.collector = PredictionCollector()
 
-    def attach(self, engine: Engine) -> None:
-        self.collector.attach(engine)  # gathers on COMPLETED before this handler runs
-        engine.add_event_handler(Events.COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        if idist.get_rank() != 0:
-            return
-        network = unwrap(engine.network)
+    def write(self, engine: Engine, network: Any) -> None:
         categories = network.signs.category_names
         arrays = self.collector.arrays()
         text = engine.state.sdmad_text
