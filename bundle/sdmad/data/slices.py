@@ -1,0 +1,112 @@
+"""Volume -> 2-D slice items, and the intensity checks done on them.
+
+After `Orientationd(axcodes="RAS")` the slice axis is the last spatial axis (superior), for every format:
+NIfTI and DICOM through their affines, fastMRI `.h5` by the reader's convention (see fastmri_h5.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
+
+from sdmad.data.errors import DataError
+
+SliceSpec = Sequence[int] | str | None
+
+
+def _source_name(image: Any) -> str:
+    meta = getattr(image, "meta", {}) or {}
+    return str(meta.get("filename_or_obj", "<in-memory image>"))
+
+
+class CheckFinited(MapTransform):
+    """Refuse NaN or Inf intensities, naming the file, before any scaling hides them."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        item = dict(data)
+        for key in self.key_iterator(item):
+            image = item[key]
+            if not torch.isfinite(torch.as_tensor(image)).all():
+                bad = int((~torch.isfinite(torch.as_tensor(image))).sum())
+                raise DataError(f"{_source_name(image)}: {bad} NaN/Inf intensities in '{key}'")
+        return item
+
+
+class ExtractSlicesd(MapTransform):
+    """Turn one volume item into a list of 2-D slice items (MONAI applies later transforms to each).
+
+    A 2-D input is one slice (index 0). Each output item keeps every other key of the input (labels, ids) and
+    records `slice_index` (the index in the source volume) and `source` (the file) in the item and the image meta.
+
+    Args:
+        keys: image keys to slice (all with the same slice count).
+        slices: default selection when the item has none: "all", a list of indices, or a `[start, stop)` pair
+            given as {"start": a, "stop": b}.
+        slices_key: item key with the indices to take (overrides ``slices``); indices refer to the source file
+            even when a reader returned only some slices (meta `slice_indices`).
+    """
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "image", slices: SliceSpec | Mapping = "all",
+                 slices_key: str = "slices", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.slices, self.slices_key = slices, slices_key
+
+    def _wanted(self, item: Mapping[Hashable, Any], available: list[int], source: str) -> list[int]:
+        spec = item.get(self.slices_key) if item.get(self.slices_key) is not None else self.slices
+        if spec is None or spec == "all":
+            return available
+        if isinstance(spec, Mapping):
+            spec = range(int(spec.get("start", 0)), int(spec.get("stop", max(available) + 1)))
+        wanted = [int(index) for index in spec]
+        missing = [index for index in wanted if index not in available]
+        if missing:
+            raise DataError(f"{source}: slices {missing} do not exist (available: {available[0]}..{available[-1]})")
+        return wanted
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
+        item = dict(data)
+        keys = list(self.key_iterator(item))
+        first = item[keys[0]]
+        source = _source_name(first)
+        if first.ndim == 3:  # [C, x, y]: a 2-D image
+            available = [0]
+        elif first.ndim == 4:
+            meta = getattr(first, "meta", {}) or {}
+            available = [int(i) for i in meta.get("slice_indices", range(first.shape[-1]))]
+        else:
+            raise DataError(f"{source}: expected a channel-first 2-D or 3-D image, got shape {tuple(first.shape)}")
+        position = {index: p for p, index in enumerate(available)}
+        slices = []
+        for index in self._wanted(item, available, source):
+            out = dict(item)
+            for key in keys:
+                image = item[key]
+                plane = image if image.ndim == 3 else image[..., position[index]]
+                if isinstance(plane, MetaTensor):
+                    plane.meta["slice_index"] = index
+                out[key] = plane
+            out.update(slice_index=index, source=source)
+            out.pop(self.slices_key, None)
+            slices.append(out)
+        return slices
+
+
+class AsRGBd(MapTransform):
+    """Grey (1 channel) -> 3 identical channels; RGB kept; RGBA loses alpha. CLIP expects 3 channels."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        item = dict(data)
+        for key in self.key_iterator(item):
+            image = item[key]
+            channels = image.shape[0]
+            if channels == 1:
+                item[key] = image.repeat(3, *([1] * (image.ndim - 1)))
+            elif channels == 4:
+                item[key] = image[:3]
+            elif channels != 3:
+                raise DataError(f"{_source_name(image)}: {channels} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+        return item
