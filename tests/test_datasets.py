@@ -160,3 +160,21 @@ def test_phantom_is_deterministic():
     assert a.masks["Craniotomy"].any() and a.masks["Enlarged ventricles"].sum() > 0
     with pytest.raises(ValueError, match="unknown phantom categories"):
         make_volume("x", ("Tumour",), np.random.default_rng(0))
+
+
+def test_run_splits_are_reused_only_with_the_same_settings(phantom_dir, tmp_path):
+    from sdmad.data import run_splits
+
+    items = csv_items(phantom_dir / "labels.csv", CATEGORIES, group_column="patient")
+    calls = []
+
+    def items_fn():
+        calls.append(1)
+        return items
+
+    path = tmp_path / "splits.json"
+    first = run_splits(items_fn, CATEGORIES, 1, None, 0.1, 0, path)
+    again = run_splits(items_fn, CATEGORIES, 1, None, 0.1, 0, path)
+    assert len(calls) == 1 and [i["id"] for i in again["test"]] == [i["id"] for i in first["test"]]
+    run_splits(items_fn, CATEGORIES, 1, None, 0.3, 0, path)  # another validation fraction: made anew
+    assert len(calls) == 2

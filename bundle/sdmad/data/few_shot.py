@@ -73,8 +73,8 @@ def few_shot_split(items: list[dict], categories: Sequence[str], shots: int, nor
         raise DataError(f"no test items left after taking {len(train)} few-shot items from {len(items)}")
     splits = {"train": train, "val": parts["val"], "test": test}
     if output_file is not None:
-        write_json_atomic({"seed": seed, "shots": shots, "normal_shots": normal_shots, "categories": list(categories),
-                           **splits}, output_file)
+        write_json_atomic({"seed": seed, "shots": shots, "normal_shots": normal_shots, "val_fraction": val_fraction,
+                           "categories": list(categories), **splits}, output_file)
     return splits
 
 
@@ -104,7 +104,8 @@ def run_splits(items_fn, categories: Sequence[str], shots: int, normal_shots: in
     import json
 
     path = Path(splits_file)
-    settings = {"seed": seed, "shots": shots, "normal_shots": normal_shots, "categories": list(categories)}
+    settings = {"seed": seed, "shots": shots, "normal_shots": normal_shots, "val_fraction": val_fraction,
+                "categories": list(categories)}
     if path.is_file():
         content = json.loads(path.read_text())
         if {key: content.get(key) for key in settings} == settings:
