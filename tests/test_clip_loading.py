@@ -51,6 +51,7 @@ def test_offline_tag_fails_fast_with_instructions(tmp_path, monkeypatch):
     assert "Could not fetch the pretrained weights 'openai'" in message
     assert "cannot be reached" in message and "--pretrained /path/to/" in message
     assert "huggingface.co/timm/vit_base_patch32_clip_224.openai" in message
+    assert "--quick_gelu true" in message  # OpenAI weights use QuickGELU; a file cannot tell
 
 
 def test_cached_tag_resolves_without_network(tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sdmad.data.errors import DataError
 from sdmad.atomic import write_json_atomic
+from sdmad.data.errors import DataError
+from sdmad.data.items import with_array_labels
 
 
 def sample_few_shot(items: list[dict], categories: Sequence[str], shots: int, normal_shots: int | None = None,
@@ -88,10 +89,7 @@ def load_split(path: str | Path, name: str) -> list[dict]:
     content = json.loads(path.read_text())
     if name not in content:
         raise DataError(f"{path}: has no split '{name}' (splits: {[k for k in content if isinstance(content[k], list)]})")
-    items = content[name]
-    for item in items:
-        item["label"] = np.asarray(item["label"], dtype=np.float32)
-    return items
+    return with_array_labels(content[name])
 
 
 def run_splits(items_fn, categories: Sequence[str], shots: int, normal_shots: int | None, val_fraction: float,

@@ -31,12 +31,16 @@ def item_labels(item: dict, categories: Sequence[str]) -> list[str]:
     return [categories[i] for i in np.flatnonzero(np.asarray(item["label"]))]
 
 
-def load_items_json(path: str | Path) -> list[dict]:
-    path = Path(path)
-    try:
-        items = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read the item list: {err}") from err
+def with_array_labels(items: list[dict]) -> list[dict]:
+    """Items read back from JSON: labels as float32 arrays again."""
     for item in items:
         item["label"] = np.asarray(item["label"], dtype=np.float32)
     return items
+
+
+def load_items_json(path: str | Path) -> list[dict]:
+    path = Path(path)
+    try:
+        return with_array_labels(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: cannot read the item list: {err}") from err

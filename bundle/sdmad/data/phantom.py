@@ -33,15 +33,9 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 from sdmad.data.fastmri_h5 import fft2c
+from sdmad.data.fastmri_plus import DEFAULT_CATEGORIES
 
-CATEGORIES = (
-    "Craniotomy",
-    "Posttreatment change",
-    "Nonspecific lesion",
-    "Dural thickening",
-    "Enlarged ventricles",
-    "Global label: Small vessel chronic white matter ischemic change",
-)
+CATEGORIES = DEFAULT_CATEGORIES  # the phantom mimics fastMRI+ brain
 GLOBAL_PREFIX = "Global label:"
 SPACING = (2.0, 2.0, 5.0)  # mm: x, y, slice
 INTENSITY_SCALE = 1000.0  # phantom values in [0, ~1.2] are stored as integers 0..~1200 (exact in every format)

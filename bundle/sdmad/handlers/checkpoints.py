@@ -90,7 +90,7 @@ class BestModelSaver:
         if value is None or value != value or value <= self.best:  # None or NaN never wins
             return
         self.best = float(value)
-        self.best_epoch = getattr(engine.state, "trainer_epoch", engine.state.epoch)
+        self.best_epoch = engine.state.epoch  # ValidationHandler runs the evaluator with the trainer's epoch
         if idist.get_rank() == 0:
             save_model(self.network, self.path)
 

@@ -96,10 +96,12 @@ def _tag_download_hint(model_name: str, tag: str, tag_cfg: dict[str, Any]) -> st
         what = "open_clip_model.safetensors (or open_clip_pytorch_model.bin)"
     else:
         where, what = tag_cfg.get("url", "the open_clip pretrained table"), "the checkpoint"
+    quick_gelu = " --quick_gelu true" if tag_cfg.get("quick_gelu") else ""
     return (
         f"Download {what} from {where} on a machine with internet access, copy it here and pass its path "
-        f"instead of the tag, e.g. `--pretrained /path/to/open_clip_model.safetensors` "
-        f"(model '{model_name}', tag '{tag}'); or put it in the Hugging Face cache (HF_HOME)."
+        f"instead of the tag, e.g. `--pretrained /path/to/open_clip_model.safetensors{quick_gelu}` "
+        f"(model '{model_name}', tag '{tag}'{'; these weights use QuickGELU' if quick_gelu else ''}); or put it in "
+        f"the Hugging Face cache (HF_HOME)."
     )
 
 
