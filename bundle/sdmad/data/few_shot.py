@@ -107,5 +107,5 @@ def run_splits(items_fn, categories: Sequence[str], shots: int, normal_shots: in
     if path.is_file():
         content = json.loads(path.read_text())
         if {key: content.get(key) for key in settings} == settings:
-            return {name: load_split(path, name) for name in ("train", "val", "test")}
+            return {name: with_array_labels(content[name]) for name in ("train", "val", "test")}
     return few_shot_split(items_fn(), categories, shots, normal_shots, val_fraction, seed, path)

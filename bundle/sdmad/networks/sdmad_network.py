@@ -163,8 +163,10 @@ class SDMADNetwork(nn.Module):
 
     def score(self, images: torch.Tensor, selection: SignSelection | None = None) -> Scores:
         """Scores, decisions and normal-vs-abnormal score (Eq. 7-8) of a batch of images."""
-        selection = selection or self.select_signs()
-        return score_images(self.encode_images(images), self.sign_features(), self.anchor_feature(),
+        sign_features = self.sign_features()
+        if selection is None:
+            selection = select_signs(sign_features, self.sign_category, self.signs.category_names)
+        return score_images(self.encode_images(images), sign_features, self.anchor_feature(),
                             selection.category_mask())
 
     def forward(self, images: torch.Tensor, output: str = "scores"):
