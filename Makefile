@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LABEL_VENV ?= .venv-label
+LABEL_PY := $(LABEL_VENV)/bin/python
+LABEL_STAMP := $(LABEL_VENV)/.installed
+LABEL_PORT ?= 8000
 
-.PHONY: setup demo test test-slow benchmark-phantom clean-venv
+.PHONY: setup label-env demo test test-slow benchmark-phantom label-server clean-venv
 
 setup: $(STAMP)
 
@@ -16,6 +20,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 # phantom data (made once) -> tiny CLIP pretrained on phantom captions (once, ~2 min) -> training -> evaluating
 # (trained and zero-shot) -> inference; offline, CPU.
+# MONAI Label needs numpy<2 and pydicom<3: its own environment, reusing the core one's torch/monai/sdmad.
+label-env: $(LABEL_STAMP)
+
+$(LABEL_STAMP): $(STAMP) scripts/monailabel_app/requirements.txt
+	@test -x $(LABEL_PY) || $(PYTHON) -m venv $(LABEL_VENV)
+	$(LABEL_PY) scripts/monailabel_app/link_core_venv.py $(VENV)
+	$(LABEL_PY) -m pip install --quiet --no-cache-dir --no-deps monailabel==0.8.5
+	$(LABEL_PY) -m pip install --quiet --no-cache-dir -r scripts/monailabel_app/requirements.txt
+	@touch $@
+
 demo: setup
 	$(PY) scripts/demo.py
 
@@ -23,11 +37,17 @@ demo: setup
 benchmark-phantom: setup
 	$(PY) scripts/multi_seed.py --seeds 0 1 2 --run-name phantom_benchmark --demo
 
-test: setup
+test: setup label-env
 	$(PY) -m pytest
+	$(LABEL_PY) -m pytest tests/label
+
+# MONAI Label on 127.0.0.1 over phantom studies (the demo's model when it exists, else zero-shot).
+label-server: label-env
+	$(PY) scripts/monailabel_app/make_studies.py --out data/label_studies
+	$(LABEL_PY) scripts/monailabel_app/serve.py --studies data/label_studies --port $(LABEL_PORT)
 
 test-slow: setup
 	$(PY) -m pytest -m slow
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LABEL_VENV)

@@ -81,6 +81,8 @@ def test_scores_decisions_and_anomaly_score():
     torch.testing.assert_close(scores.category_scores, torch.tensor([[0.96, 0.8], [-0.8, 0.0]]))
     assert scores.decisions.tolist() == [[True, True], [False, False]]
     torch.testing.assert_close(scores.anomaly_score, torch.tensor([0.96 + 0.6, 0.0 - 1.0]))
+    # margins: min cosine over kept signs minus the anchor cosine
+    torch.testing.assert_close(scores.margins, torch.tensor([[0.6 + 0.6, 0.8 + 0.6], [-1.0 - 1.0, 0.0 - 1.0]]))
 
     second_dropped = torch.tensor([[True, False, False], [False, False, True]])
     torch.testing.assert_close(score_images(images, signs, anchor, second_dropped).category_scores[0, 0],

@@ -81,9 +81,8 @@ def checkpoint_or_none(value: str | Path | None) -> str | None:
 def load_or_bypass(network: nn.Module, checkpoint: str | Path | None) -> None:
     """Load the checkpoint's adapters, or without one set the adapters to identity: zero-shot CLIP."""
     checkpoint = checkpoint_or_none(checkpoint)
-    if checkpoint is None:
-        _unwrap(network).bypass_adapters()
-    else:
+    _unwrap(network).bypass_adapters(checkpoint is None)
+    if checkpoint is not None:
         load_model(network, checkpoint)
 
 

@@ -88,7 +88,7 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
         features = network.encode_images(batch["image"].to(engine.state.device, non_blocking=True))
         scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
     output = {"scores": scores.category_scores, "decisions": scores.decisions, "anomaly": scores.anomaly_score,
-              "source": batch.get("source"), "slice_index": batch.get("slice_index")}
+              "margins": scores.margins, "source": batch.get("source"), "slice_index": batch.get("slice_index")}
     if "label" in batch:
         output["label"] = batch["label"].to(scores.category_scores.device).float()
     return output

@@ -155,6 +155,7 @@ class Scores:
     category_scores: torch.Tensor  # [B, C] max cosine over kept signs
     decisions: torch.Tensor  # [B, C] bool
     anomaly_score: torch.Tensor  # [B] max_c s_c - cos(f_img, anchor)
+    margins: torch.Tensor  # [B, C] min cosine over kept signs - cos(f_img, anchor): decision iff > 0
 
 
 def score_images(
@@ -175,5 +176,6 @@ def score_images(
     s = masked.masked_fill(~category_mask[None], float("-inf")).amax(dim=-1)
     lowest = masked.masked_fill(~category_mask[None], float("inf")).amin(dim=-1)
     anchor_cosine = image_features @ anchor  # [B]
-    return Scores(category_scores=s, decisions=lowest > anchor_cosine[:, None],
-                  anomaly_score=s.amax(dim=1) - anchor_cosine)
+    margins = lowest - anchor_cosine[:, None]
+    return Scores(category_scores=s, decisions=margins > 0, anomaly_score=s.amax(dim=1) - anchor_cosine,
+                  margins=margins)

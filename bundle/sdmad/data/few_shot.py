@@ -56,13 +56,14 @@ def sample_few_shot(items: list[dict], categories: Sequence[str], shots: int, no
 
 
 def few_shot_split(items: list[dict], categories: Sequence[str], shots: int, normal_shots: int | None = None,
-                   val_fraction: float = 0.1, seed: int = 0, output_file: str | Path | None = None
-                   ) -> dict[str, list[dict]]:
+                   val_fraction: float = 0.1, seed: int = 0, output_file: str | Path | None = None,
+                   require_test: bool = True) -> dict[str, list[dict]]:
     """The run's three item lists, split by group (file or patient), seeded.
 
     ``val`` takes about ``val_fraction`` of the groups (it only monitors training); the few-shot ``train`` items are
     sampled from the other groups; ``test`` is everything else, minus every group a training item belongs to.
-    The test split never chooses anything. Written to ``output_file`` (JSON) when given.
+    The test split never chooses anything. Written to ``output_file`` (JSON) when given. ``require_test=False``
+    allows an empty test split (retraining on every labelled study, as in the MONAI Label app).
     """
     from sdmad.data.splits import split_by_group
 
@@ -70,7 +71,7 @@ def few_shot_split(items: list[dict], categories: Sequence[str], shots: int, nor
     train = sample_few_shot(parts["pool"], categories, shots, normal_shots, seed=seed)
     used = {item.get("group", item["image"]) for item in train}
     test = [item for item in parts["pool"] if item.get("group", item["image"]) not in used]
-    if not test:
+    if not test and require_test:
         raise DataError(f"no test items left after taking {len(train)} few-shot items from {len(items)}")
     splits = {"train": train, "val": parts["val"], "test": test}
     if output_file is not None:
@@ -93,7 +94,7 @@ def load_split(path: str | Path, name: str) -> list[dict]:
 
 
 def run_splits(items_fn, categories: Sequence[str], shots: int, normal_shots: int | None, val_fraction: float,
-               seed: int, splits_file: str | Path) -> dict[str, list[dict]]:
+               seed: int, splits_file: str | Path, require_test: bool = True) -> dict[str, list[dict]]:
     """The run's splits: read from ``splits_file`` when it was written with the same settings (a resumed or
     evaluated run uses exactly the items of its training), otherwise made by ``few_shot_split`` and written.
 
@@ -108,4 +109,4 @@ def run_splits(items_fn, categories: Sequence[str], shots: int, normal_shots: in
         content = json.loads(path.read_text())
         if {key: content.get(key) for key in settings} == settings:
             return {name: with_array_labels(content[name]) for name in ("train", "val", "test")}
-    return few_shot_split(items_fn(), categories, shots, normal_shots, val_fraction, seed, path)
+    return few_shot_split(items_fn(), categories, shots, normal_shots, val_fraction, seed, path, require_test)

@@ -187,7 +187,10 @@ def write_dicom_series(phantom: PhantomVolume, folder: Path, study_uid: str, ser
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
         ds.RescaleIntercept, ds.RescaleSlope = 0, 1
         ds.PixelData = to_display(phantom.volume[..., k]).astype(np.uint16).tobytes()
-        ds.save_as(folder / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
+        if int(pydicom.__version__.split(".")[0]) >= 3:
+            ds.save_as(folder / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
+        else:  # pydicom 2 (the MONAI Label environment)
+            ds.save_as(folder / f"IM{k + 1:04d}.dcm", write_like_original=False)
 
 
 def _ismrmrd_header(rows: int, columns: int, oversampled_rows: int) -> bytes:

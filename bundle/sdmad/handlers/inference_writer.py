@@ -30,10 +30,12 @@ def aggregate_volumes(rows: list[dict], categories: list[str], how: str = "max")
         scores = np.stack([r["scores"] for r in members])
         reduce = scores.max(axis=0) if how == "max" else scores.mean(axis=0)
         decisions = np.stack([r["decisions"] for r in members]).any(axis=0)
+        margins = np.stack([r["margins"] for r in members]).max(axis=0)  # > 0 exactly where a slice is positive
         volumes.append({"source": source, "slices": len(members), "aggregate": how,
                         "anomaly_score": float(max(r["anomaly"] for r in members)),
                         "scores": {name: float(reduce[c]) for c, name in enumerate(categories)},
                         "decisions": {name: bool(decisions[c]) for c, name in enumerate(categories)},
+                        "margins": {name: float(margins[c]) for c, name in enumerate(categories)},
                         "positive_slices": {name: [r["slice_index"] for r in members if r["decisions"][c]]
                                             for c, name in enumerate(categories)}})
     return volumes

@@ -42,11 +42,13 @@ class PredictionCollector:
         size = len(scores)
         decisions = output["decisions"].detach().cpu().numpy()
         anomaly = output["anomaly"].detach().float().cpu().numpy()
+        margins = output["margins"].detach().float().cpu().numpy()
         labels = output["label"].detach().cpu().numpy() if output.get("label") is not None else None
         sources, slices = _as_list(output.get("source"), size), _as_list(output.get("slice_index"), size)
         for i in range(size):
             row = {"source": sources[i], "slice_index": None if slices[i] is None else int(slices[i]),
-                   "scores": scores[i], "decisions": decisions[i].astype(bool), "anomaly": float(anomaly[i])}
+                   "scores": scores[i], "decisions": decisions[i].astype(bool), "anomaly": float(anomaly[i]),
+                   "margins": margins[i]}
             if labels is not None:
                 row["label"] = labels[i]
             self.rows.append(row)

@@ -181,12 +181,11 @@ class SDMADNetwork(nn.Module):
             raise ValueError(f"output must be 'scores' or 'features', got '{output}'")
         return self.score(images).category_scores
 
-    def bypass_adapters(self) -> None:
-        """Set every adapter's lambda to 1: the network is then exactly the frozen CLIP (zero-shot baseline)."""
+    def bypass_adapters(self, bypass: bool = True) -> None:
+        """Adapters as identity (the network is then exactly the frozen CLIP: the zero-shot baseline), or back."""
         for module in self.modules():
             if isinstance(module, ShiftAdapter):
-                module.lam = 1.0
-        self._record["lam"] = 1.0
+                module.bypassed = bypass
 
     def config_record(self) -> dict:
         """What a checkpoint of this network must match: backbone, adapters, lambda, categories and prompts."""

@@ -33,8 +33,11 @@ class ShiftAdapter(nn.Module):
         self.down = nn.Linear(dim, bottleneck, bias=False)
         self.up = nn.Linear(bottleneck, dim, bias=False)
         self.act = ACTIVATIONS[activation]()
+        self.bypassed = False  # True: identity (zero-shot CLIP), whatever the weights
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.bypassed:
+            return h
         adapted = self.act(self.up(self.act(self.down(h.to(self.down.weight.dtype)))))
         return (self.lam * h + (1.0 - self.lam) * adapted).to(h.dtype)
 
@@ -43,4 +46,4 @@ class ShiftAdapter(nn.Module):
         return self(output)
 
     def extra_repr(self) -> str:
-        return f"lam={self.lam}"
+        return f"lam={self.lam}" + (", bypassed" if self.bypassed else "")

@@ -1,0 +1,70 @@
+"""In-process inference with the bundle's own `inference.yaml`, for apps that serve many requests
+(MONAI Label, MONAI Deploy): the network is built once, each request runs the config's `infer#evaluator`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from monai.bundle import ConfigParser
+
+from sdmad.checkpoints import checkpoint_or_none, load_or_bypass
+
+logger = logging.getLogger(__name__)
+
+
+class BundlePredictor:
+    """Scores and decisions per category for a scan, exactly as `python -m monai.bundle run inference` gives them.
+
+    Args:
+        bundle_root: the repository (bundle) root.
+        overrides: config overrides (e.g. ``pretrained``, ``model_name``, ``checkpoint``, ``sign_file``, ``device``).
+        zero_shot_until_trained: a checkpoint file that does not exist yet means zero-shot CLIP (an annotation app
+            before its first training), instead of an error.
+
+    The checkpoint file is reloaded when it changes on disk (e.g. after a training run swapped it in atomically).
+    """
+
+    def __init__(self, bundle_root: str | Path, overrides: dict[str, Any] | None = None,
+                 zero_shot_until_trained: bool = False):
+        self.parser = ConfigParser()
+        self.parser.read_config(str(Path(bundle_root) / "configs" / "inference.yaml"))
+        self.parser["bundle_root"] = str(bundle_root)
+        for key, value in (overrides or {}).items():
+            self.parser[key] = value
+        self.network = self.parser.get_parsed_content("network")
+        self.parser["network"] = self.network  # built once; every request's evaluator reuses it
+        self.categories: list[str] = self.network.signs.category_names
+        self.checkpoint = checkpoint_or_none(self.parser.get_parsed_content("checkpoint"))
+        self.zero_shot_until_trained = zero_shot_until_trained
+        self._weights_stamp: object = ()
+        self._lock = threading.Lock()
+
+    def _current_stamp(self) -> object:
+        if self.checkpoint is None:
+            return None
+        path = Path(self.checkpoint)
+        return (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else "missing"
+
+    def _refresh_weights(self) -> None:
+        stamp = self._current_stamp()
+        if stamp != self._weights_stamp:
+            untrained = stamp == "missing" and self.zero_shot_until_trained
+            load_or_bypass(self.network, None if untrained else self.checkpoint)  # CheckpointError if missing/bad
+            self._weights_stamp = stamp
+            logger.info("SD-MAD weights: %s", "zero-shot CLIP (adapters off)" if untrained or not self.checkpoint
+                        else self.checkpoint)
+
+    def predict(self, scan: str | Path) -> dict[str, Any]:
+        """`predictions.json` of the inference run on ``scan`` (a file or a DICOM series folder)."""
+        with self._lock, tempfile.TemporaryDirectory() as out:
+            self._refresh_weights()
+            self.parser["input"] = str(scan)
+            self.parser["output_dir"] = out
+            self.parser.get_parsed_content("infer#evaluator", lazy=False).run()
+            return json.loads((Path(out) / "predictions.json").read_text())

@@ -1,0 +1,46 @@
+"""Start the SD-MAD MONAI Label server on 127.0.0.1 (loopback only) and print its URL.
+
+    .venv-label/bin/python scripts/monailabel_app/serve.py --studies data/label_studies [--port 8000]
+
+The backbone and model default to the demo's (models/sdmad-tiny-phantom.pt, runs/demo/training/model.pt) when
+they exist; pass `--conf KEY VALUE` pairs to override (docs/monailabel.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--studies", default="data/label_studies")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1", help="keep the loopback default unless you know why")
+    parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
+    args = parser.parse_args()
+    conf = {"bundle_root": str(ROOT)}
+    backbone, model = ROOT / "models" / "sdmad-tiny-phantom.pt", ROOT / "runs" / "demo" / "training" / "model.pt"
+    if backbone.is_file():
+        conf.update(model_name="sdmad-tiny", pretrained=str(backbone), model=str(ROOT / "models" / "label_model.pt"))
+        if model.is_file() and not (ROOT / "models" / "label_model.pt").exists():
+            (ROOT / "models" / "label_model.pt").write_bytes(model.read_bytes())
+    conf.update(dict(args.conf))
+    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(ROOT / "scripts" / "monailabel_app"),
+               "--studies", str(Path(args.studies).resolve()), "--host", args.host, "--port", str(args.port)]
+    for key, value in conf.items():
+        command += ["--conf", key, value]
+    print(f"SD-MAD MONAI Label server: http://{args.host}:{args.port}/ (API docs: /docs); Ctrl-C stops it")
+    env = {**os.environ, "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "true"}
+    env.setdefault("HOME", tempfile.gettempdir())
+    subprocess.run(command, env=env, check=False)
+
+
+if __name__ == "__main__":
+    main()
