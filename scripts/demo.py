@@ -11,8 +11,8 @@ import logging
 import time
 from pathlib import Path
 
-from sdmad.experiments import headline_metrics, run_workflow
 from sdmad.data.phantom import make_phantom_dataset
+from sdmad.experiments import headline_metrics, run_workflow
 from sdmad.pretraining import pretrain_tiny_clip
 
 

@@ -14,7 +14,6 @@ import shlex
 import sys
 
 import yaml
-
 from sdmad.experiments import multi_seed
 
 

@@ -10,7 +10,6 @@ import logging
 
 import yaml
 from monai.bundle import ConfigParser
-
 from sdmad.networks.summary import describe_network
 
 

@@ -11,7 +11,6 @@ import argparse
 import json
 
 from monai.bundle import ConfigParser
-
 from sdmad.experiments import nearest_centroid_probe
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from sdmad.networks import SDMADNetwork
 from sdmad.signs import SignSet
 

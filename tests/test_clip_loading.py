@@ -5,7 +5,6 @@ import time
 
 import pytest
 import torch
-
 from conftest import build_tiny, randomize_adapters
 from sdmad.networks import PretrainedWeightsUnavailableError, load_clip, resolve_pretrained
 

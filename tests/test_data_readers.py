@@ -13,7 +13,6 @@ import pydicom
 import pytest
 import torch
 from monai.transforms import Compose
-
 from sdmad.data import CLIP_MEAN, CLIP_STD, DataError, FastMRIH5Reader, scan_to_slices, scan_transforms
 from sdmad.data.loading import check_dicom, dicom_series_uids
 

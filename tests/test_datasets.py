@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_DATA
 from sdmad.data import (
     DataError,

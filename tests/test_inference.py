@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from sdmad.inference import score_images, select_signs
 
 

@@ -7,7 +7,6 @@ the issue's bar for the phantom benchmark, with the demo configuration and seed 
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO_ROOT
 from sdmad.data.phantom import make_phantom_dataset
 from sdmad.experiments import headline_metrics, run_workflow

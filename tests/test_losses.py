@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from sdmad.losses import SDMADLoss
 
 # 2-D geometry: anchor along x; category 0 has one sign (0, 1); category 1 has two signs (0, -1) and (-1, 0).

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
-
 from sdmad import metrics
 
 LABELS = np.array([[1, 0], [0, 0], [1, 1]])

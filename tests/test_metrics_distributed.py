@@ -9,7 +9,6 @@ from pathlib import Path
 import ignite.distributed as idist
 import pytest
 from ignite.engine import Engine
-
 from test_metrics import attach_all, batches, expected_metrics
 
 

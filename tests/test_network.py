@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import build_tiny, randomize_adapters
 from sdmad.losses import SDMADLoss
 from sdmad.networks import SDMADNetwork, load_clip, map_adapter_blocks

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-
 from conftest import REPO_ROOT
 from sdmad.data.phantom import CATEGORIES
 from sdmad.pretraining import LOOKS, PLAIN, STOP_WORDS, caption, caption_pairs

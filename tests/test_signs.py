@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 from sdmad.signs import SignFileError, load_sign_file
 

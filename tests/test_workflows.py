@@ -12,7 +12,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
-
 from conftest import REPO_ROOT, build_tiny
 from sdmad.checkpoints import CheckpointError, load_model, save_model
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose

@@ -82,7 +82,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- model: {model}; backbone: {run['backbone']}",
         f"- test set: {data['test_slices']} slices ({data['normal_slices']} normal); seed {run['seed']}; "
         f"device {run['device']}; config sha256 `{run['config_hash'][:12]}`",
-        f"- research use only, not for diagnosis", "",
+        "- research use only, not for diagnosis", "",
         "| protocol | metric | value |", "|---|---|---|",
         f"| 1 general AD | image AUROC | {_figure(protocols['general_ad']['image_auroc'])} |",
         f"| 1 general AD | pixel AUROC | {protocols['general_ad']['pixel_auroc']} |",

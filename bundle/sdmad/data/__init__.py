@@ -5,9 +5,9 @@ from sdmad.data.bmad import bmad_items
 from sdmad.data.csv_dataset import csv_items
 from sdmad.data.errors import DataError
 from sdmad.data.fastmri_h5 import FastMRIH5Reader
-from sdmad.data.inputs import inference_items
 from sdmad.data.fastmri_plus import fastmri_plus_dataset_items, fastmri_plus_items, fastmri_plus_slice_labels
 from sdmad.data.few_shot import few_shot_split, load_split, run_splits, sample_few_shot
+from sdmad.data.inputs import inference_items
 from sdmad.data.loading import LoadScand
 from sdmad.data.preprocessing import CLIP_MEAN, CLIP_STD, scan_to_slices, scan_transforms, slice_to_clip_input
 from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd

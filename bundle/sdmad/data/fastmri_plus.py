@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from sdmad.data.errors import DataError
 from sdmad.data.items import multi_hot
 

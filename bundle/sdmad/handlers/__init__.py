@@ -1,6 +1,12 @@
 """Ignite/MONAI handlers of the SD-MAD workflows."""
 
-from sdmad.handlers.checkpoints import BestModelSaver, EpochCheckpointSaver, FinalModelSaver, ResumeFromCheckpoint, latest_checkpoint
+from sdmad.handlers.checkpoints import (
+    BestModelSaver,
+    EpochCheckpointSaver,
+    FinalModelSaver,
+    ResumeFromCheckpoint,
+    latest_checkpoint,
+)
 from sdmad.handlers.inference_writer import InferenceWriter, aggregate_volumes
 from sdmad.handlers.predictions import PredictionCollector
 from sdmad.handlers.progress import EpochProgressBar
