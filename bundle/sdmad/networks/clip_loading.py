@@ -41,6 +41,11 @@ class ResolvedWeights:
     quick_gelu: bool = False
 
 
+def no_weights(pretrained: object) -> bool:
+    """Whether ``pretrained`` asks for random weights (None, "", "none", "random")."""
+    return pretrained in _NO_WEIGHTS
+
+
 def register_model_configs() -> None:
     """Make this package's open_clip configs (e.g. ``sdmad-tiny``) known to ``open_clip.create_model``."""
     if TINY_MODEL_NAME not in open_clip.list_models():
@@ -126,7 +131,7 @@ def resolve_pretrained(
         PretrainedWeightsUnavailableError: the tag is unknown, or not cached and the host is unreachable,
             or the path does not exist.
     """
-    if pretrained in _NO_WEIGHTS:
+    if no_weights(pretrained):
         return None
     pretrained = str(pretrained)
     if os.path.isfile(pretrained):

@@ -13,7 +13,7 @@ from open_clip.transformer import text_global_pool
 from torch import nn
 
 from sdmad.inference import Scores, SignSelection, score_images, select_signs
-from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
+from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip, no_weights
 from sdmad.networks.shift_adapter import ShiftAdapter
 from sdmad.signs import SignSet
 
@@ -204,7 +204,7 @@ class SDMADNetwork(nn.Module):
 
 def _weights_identity(pretrained: str | os.PathLike | None) -> str | None:
     """A tag as is; a file by name and size (hashing a 1.7 GB file at every load would cost seconds)."""
-    if pretrained in (None, "", "none", "None", "random"):
+    if no_weights(pretrained):
         return None
     if os.path.isfile(pretrained):
         return f"{os.path.basename(pretrained)} ({os.path.getsize(pretrained)} bytes)"
