@@ -8,10 +8,12 @@ import json
 import logging
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from monai.bundle import ConfigParser
+from monai.data import MetaTensor
 
 from sdmad.checkpoints import checkpoint_or_none, load_or_bypass
 
@@ -26,14 +28,17 @@ class BundlePredictor:
         overrides: config overrides (e.g. ``pretrained``, ``model_name``, ``checkpoint``, ``sign_file``, ``device``).
         zero_shot_until_trained: a checkpoint file that does not exist yet means zero-shot CLIP (an annotation app
             before its first training), instead of an error.
+        config_files: the configs to read, merged in order (later files override); default the bundle's
+            `configs/inference.yaml`.
 
     The checkpoint file is reloaded when it changes on disk (e.g. after a training run swapped it in atomically).
     """
 
     def __init__(self, bundle_root: str | Path, overrides: dict[str, Any] | None = None,
-                 zero_shot_until_trained: bool = False):
+                 zero_shot_until_trained: bool = False, config_files: Sequence[str | Path] | None = None):
         self.parser = ConfigParser()
-        self.parser.read_config(str(Path(bundle_root) / "configs" / "inference.yaml"))
+        files = config_files or [Path(bundle_root) / "configs" / "inference.yaml"]
+        self.parser.read_config([str(f) for f in files])
         self.parser["bundle_root"] = str(bundle_root)
         for key, value in (overrides or {}).items():
             self.parser[key] = value
@@ -51,7 +56,8 @@ class BundlePredictor:
         path = Path(self.checkpoint)
         return (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else "missing"
 
-    def _refresh_weights(self) -> None:
+    def refresh_weights(self) -> None:
+        """Load the checkpoint if it changed since the last call (CheckpointError if it is missing or unusable)."""
         stamp = self._current_stamp()
         if stamp != self._weights_stamp:
             untrained = stamp == "missing" and self.zero_shot_until_trained
@@ -60,11 +66,14 @@ class BundlePredictor:
             logger.info("SD-MAD weights: %s", "zero-shot CLIP (adapters off)" if untrained or not self.checkpoint
                         else self.checkpoint)
 
-    def predict(self, scan: str | Path) -> dict[str, Any]:
-        """`predictions.json` of the inference run on ``scan`` (a file or a DICOM series folder)."""
+    def predict(self, scan: str | Path | MetaTensor) -> dict[str, Any]:
+        """`predictions.json` of the inference run on ``scan``: a file, a DICOM series folder, or a volume already
+        in memory (a channel-first MetaTensor with its affine; its meta `filename_or_obj` names it in the output)."""
         with self._lock, tempfile.TemporaryDirectory() as out:
-            self._refresh_weights()
-            self.parser["input"] = str(scan)
+            self.refresh_weights()
+            # a tuple is a leaf to the config parser (a dict or list would be parsed as config)
+            self.parser["input"] = ({"image": scan, "id": scan.meta["filename_or_obj"]},) if isinstance(
+                scan, MetaTensor) else str(scan)
             self.parser["output_dir"] = out
             self.parser.get_parsed_content("infer#evaluator", lazy=False).run()
             return json.loads((Path(out) / "predictions.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pydicom
@@ -19,8 +20,11 @@ def inference_items(source: str | Path | list) -> list[dict]:
     """Items (``{"image": path, "id": path}``) for everything ``source`` names.
 
     A folder holding DICOM files is one series; another folder is scanned one level deep for scans and series
-    folders; a `.txt` file lists one path per line (relative to the file). A list is a list of any of these.
+    folders; a `.txt` file lists one path per line (relative to the file). A list is a list of any of these. A
+    mapping is an item already made (e.g. ``{"image": <MetaTensor>, "id": name}`` for a volume in memory).
     """
+    if isinstance(source, Mapping):
+        return [dict(source)]
     if isinstance(source, (list, tuple)):
         return [item for entry in source for item in inference_items(entry)]
     if source in (None, ""):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from monai.data import ITKReader, NibabelReader, PILReader
+from monai.data import ITKReader, MetaTensor, NibabelReader, PILReader
 from monai.transforms import LoadImage, MapTransform
 
 from sdmad.data.errors import DataError
@@ -110,6 +110,9 @@ def gdcm_series_identifier(folder: str | Path, series_uid: str) -> str:
 class LoadScand(MapTransform):
     """Load each key's scan as a channel-first MetaTensor (`[C, x, y(, z)]`), reader chosen by format.
 
+    A key that already holds a MetaTensor (a volume an app loaded itself, e.g. a DICOM series read by the MONAI
+    Deploy SDK) passes through unchanged: it must be channel-first with its affine and `filename_or_obj` in the meta.
+
     Args:
         keys: keys holding file or DICOM-folder paths.
         slices_key: item key with the slice indices to read from `.h5` files (absent or None: all slices).
@@ -135,6 +138,8 @@ class LoadScand(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         item = dict(data)
         for key in self.key_iterator(item):
+            if isinstance(item[key], MetaTensor):
+                continue
             path = str(item[key])
             fmt = scan_format(path)
             reader = self._reader(path, fmt, item)
