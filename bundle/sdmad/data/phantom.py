@@ -30,7 +30,7 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, MRSpectroscopyStorage, generate_uid
 
 from sdmad.data.fastmri_h5 import fft2c
 from sdmad.data.fastmri_plus import DEFAULT_CATEGORIES
@@ -175,6 +175,8 @@ def write_dicom_series(phantom: PhantomVolume, folder: Path, study_uid: str, ser
         ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid, "frame"])
         ds.Modality, ds.PatientID, ds.PatientName = "MR", phantom.name, "Phantom^" + phantom.name
         ds.StudyDate, ds.SeriesDescription, ds.SeriesNumber = "20260101", "AX FLAIR phantom", series_number
+        ds.StudyTime, ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "090000", "1", "", ""
+        ds.PatientBirthDate, ds.PatientSex, ds.PatientPosition = "", "O", "HFS"
         ds.InstanceNumber = k + 1
         # Display rows run posterior (LPS +y), columns toward the patient's left (LPS +x); see fastmri_h5.py.
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -191,6 +193,46 @@ def write_dicom_series(phantom: PhantomVolume, folder: Path, study_uid: str, ser
             ds.save_as(folder / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
         else:  # pydicom 2 (the MONAI Label environment)
             ds.save_as(folder / f"IM{k + 1:04d}.dcm", write_like_original=False)
+
+
+def write_non_image_series(folder: Path, reference: pydicom.Dataset, series_number: int = 90) -> Path:
+    """One MR Spectroscopy instance (Modality MR, no pixel data) in the study of ``reference``: a series an app
+    must skip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRSpectroscopyStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = MRSpectroscopyStorage, meta.MediaStorageSOPInstanceUID
+    for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "FrameOfReferenceUID"):
+        setattr(ds, keyword, getattr(reference, keyword))
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[reference.StudyInstanceUID, "spectroscopy"])
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", series_number, 1
+    ds.SeriesDescription = "SVS PRESS phantom (no pixel data)"
+    ds.ImageOrientationPatient, ds.ImagePositionPatient = reference.ImageOrientationPatient, [0.0, 0.0, 0.0]
+    ds.PixelSpacing = reference.PixelSpacing
+    path = folder / "MRS0001.dcm"
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:  # pydicom 2 (the MONAI Label environment)
+        ds.save_as(path, write_like_original=False)
+    return path
+
+
+def make_dicom_study(phantom_dir: str | Path, name: str, out: str | Path) -> Path:
+    """A DICOM study folder of two series: the phantom ``name``'s MR image series (`out/mr/`) and an MR
+    spectroscopy series without pixel data (`out/spectroscopy/`)."""
+    out = Path(out)
+    series = sorted((Path(phantom_dir) / "dicom" / name).glob("*.dcm"))
+    if not series:
+        raise FileNotFoundError(f"{Path(phantom_dir) / 'dicom' / name}: no phantom DICOM series")
+    (out / "mr").mkdir(parents=True, exist_ok=True)
+    for file in series:
+        (out / "mr" / file.name).write_bytes(file.read_bytes())
+    write_non_image_series(out / "spectroscopy", pydicom.dcmread(series[0], stop_before_pixels=True))
+    return out
 
 
 def _ismrmrd_header(rows: int, columns: int, oversampled_rows: int) -> bytes:
