@@ -54,3 +54,25 @@ def phantom_dir(tmp_path_factory) -> Path:
     make_phantom_dataset(out, volumes_per_category=2, normal_volumes=4, multi_label_volumes=2, size=64,
                          num_slices=12, kspace_volumes=2, seed=0)
     return out
+
+
+def trained_tiny_model(folder: Path) -> tuple[Path, Path]:
+    """A fixed random tiny backbone file and an SD-MAD `model.pt` with random adapters for it (the shipped sign
+    file), as `monai.bundle run inference` builds the network: (backbone, checkpoint)."""
+    from monai.bundle import ConfigParser
+    from sdmad.checkpoints import save_model
+    from sdmad.networks import load_clip
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    backbone = folder / "backbone.pt"
+    torch.save(load_clip("sdmad-tiny")[0].state_dict(), backbone)
+    parser = ConfigParser()
+    parser.read_config(str(REPO_ROOT / "configs" / "inference.yaml"))
+    parser.update({"bundle_root": str(REPO_ROOT), "model_name": "sdmad-tiny", "pretrained": str(backbone),
+                   "device": "$torch.device('cpu')"})
+    network = parser.get_parsed_content("network_def")
+    randomize_adapters(network, scale=0.05)
+    checkpoint = folder / "model.pt"
+    save_model(network, checkpoint)
+    return backbone, checkpoint
