@@ -1,0 +1,163 @@
+"""The app's own operators; DICOM loading and series selection are the SDK's.
+
+    DICOMDataLoaderOperator -> DICOMSeriesSelectorOperator -> SeriesVolumesOperator -+
+                                                               NiftiScansOperator ---+-> SDMADInferenceOperator
+                                                                                          -> FindingsWriterOperator
+
+Inference is `sdmad.predictor.BundlePredictor`: the model folder's `inference.yaml` evaluator, the code path of
+`python -m monai.bundle run inference`, with the network built once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from monai.deploy.core import ConditionType, Fragment, Operator, OperatorSpec
+from monai.deploy.operators import DICOMSeriesToVolumeOperator
+
+from sdmad.atomic import write_json_atomic
+from sdmad.data.errors import DataError
+from sdmad.deploy.model_folder import model_folder_configs
+from sdmad.deploy.scans import ScanInput, check_pixel_data, image_to_metatensor, nifti_files
+from sdmad.deploy.structured_report import NOT_FOR_DIAGNOSIS, SeriesFindings, study_report
+from sdmad.predictor import BundlePredictor
+
+logger = logging.getLogger(__name__)
+
+# SDK selection rules: every series of MR Image Storage (single-frame MR images); other SOP classes of the study
+# (SR, spectroscopy, raw data, presentation states, ...) are skipped even when their Modality is MR.
+MR_IMAGE_SERIES_RULES = """{"selections": [{"name": "MR image series", "conditions": {
+    "Modality": "(?i)^MR$", "SOPClassUID": "^1\\\\.2\\\\.840\\\\.10008\\\\.5\\\\.1\\\\.4\\\\.1\\\\.1\\\\.4$"}}]}"""
+
+
+class SeriesVolumesOperator(DICOMSeriesToVolumeOperator):
+    """Every selected series of every study -> a volume in memory (the SDK's operator converts only the first).
+
+    Named input: ``study_selected_series_list`` (the SDK selector's output). Named output: ``scans``, a list of
+    ScanInput. Raises a DataError naming the file when a selected series has no pixel data, and when nothing was
+    selected.
+    """
+
+    def setup(self, spec: OperatorSpec):
+        spec.input(self.input_name_series)
+        spec.output("scans")
+
+    def compute(self, op_input, op_output, context):
+        selections = op_input.receive(self.input_name_series) or []
+        scans = [self.series_scan(selection.study, selected.series)
+                 for selection in selections for selected in selection.selected_series]
+        if not scans:
+            raise DataError("no MR image series (MR Image Storage) in the input study or studies; nothing to score")
+        op_output.emit(scans, "scans")
+
+    def series_scan(self, study, series) -> ScanInput:
+        # The SDK's per-series steps (convert_to_image runs them for the first selected series only).
+        check_pixel_data(series)
+        self.prepare_series(series)
+        metadata = self.create_metadata(series)
+        metadata["affine"] = series.nifti_affine_transform
+        name = f"{study.StudyInstanceUID}/{series.SeriesInstanceUID}"
+        image = self.create_volumetric_image(self.generate_voxel_data(series), metadata)
+        logger.info("series %s (%s): %s voxels", series.SeriesInstanceUID, series.SeriesDescription,
+                    image.asnumpy().shape)
+        return ScanInput(name, image_to_metatensor(image, name), study, series)
+
+
+class NiftiScansOperator(Operator):
+    """The NIfTI files of the input folder (research use) -> ``scans``, read later by the bundle's own loader."""
+
+    def __init__(self, fragment: Fragment, *args, input_folder: Path, **kwargs):
+        self.input_folder = Path(input_folder)
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.output("scans")
+
+    def compute(self, op_input, op_output, context):
+        files = nifti_files(self.input_folder)
+        if not files:
+            raise DataError(f"{self.input_folder}: no NIfTI files (.nii, .nii.gz)")
+        op_output.emit([ScanInput(f.name.split(".nii")[0], f) for f in files], "scans")
+
+
+class SDMADInferenceOperator(Operator):
+    """``scans`` -> ``findings``: each scan's `predictions.json` content (per slice and per volume, scores and
+    decisions per category), from the model folder's bundle config. The model loads when the app is composed,
+    so a bad model folder fails before any input is read."""
+
+    def __init__(self, fragment: Fragment, *args, model_folder: Path, **kwargs):
+        self.model_folder = Path(model_folder)
+        # Volumes arrive in memory: DataLoader workers would only copy them (and fork a multi-threaded process).
+        self.predictor = BundlePredictor(self.model_folder, {"num_workers": 0},
+                                         config_files=model_folder_configs(self.model_folder))
+        self.predictor.refresh_weights()  # the checkpoint is read (and checked against the network) now
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("scans")
+        spec.output("findings").condition(ConditionType.NONE)
+
+    def compute(self, op_input, op_output, context):
+        scans: list[ScanInput] = op_input.receive("scans")
+        findings = []
+        for scan in scans:
+            predictions = self.predictor.predict(scan.scan)
+            findings.append((scan, predictions))
+            volume = predictions["volumes"][0]
+            positive = [c for c, yes in volume["decisions"].items() if yes]
+            logger.info("%s: %d slices, positive: %s", scan.name, volume["slices"], ", ".join(positive) or "none")
+        op_output.emit(findings, "findings")
+
+
+def findings_record(scan: ScanInput, predictions: dict, model_folder: Path) -> dict:
+    """The findings JSON of one series (or NIfTI file)."""
+    record = {"note": NOT_FOR_DIAGNOSIS, "model_folder": str(model_folder), "source": scan.name}
+    if scan.series is not None:
+        record.update(study_instance_uid=str(scan.study.StudyInstanceUID),
+                      series_instance_uid=str(scan.series.SeriesInstanceUID),
+                      series_description=str(scan.series.SeriesDescription or ""),
+                      modality=str(scan.series.Modality or ""))
+    volume = predictions["volumes"][0]
+    record.update(categories=predictions["categories"], backbone=predictions["backbone"], volume=volume,
+                  slices=predictions["slices"], sign_selection=predictions["sign_selection"])
+    return record
+
+
+class FindingsWriterOperator(Operator):
+    """``findings`` -> in the output folder, `<series UID or file name>.sdmad.json` per scan and
+    `<study UID>.sdmad-sr.dcm` per DICOM study. All files are staged first and moved into place together, so a
+    failure leaves none of this run's outputs behind."""
+
+    def __init__(self, fragment: Fragment, *args, output_folder: Path, model_folder: Path, **kwargs):
+        self.output_folder, self.model_folder = Path(output_folder), Path(model_folder)
+        super().__init__(fragment, *args, **kwargs)
+
+    def setup(self, spec: OperatorSpec):
+        spec.input("findings")
+
+    def compute(self, op_input, op_output, context):
+        findings: list[tuple[ScanInput, dict]] = op_input.receive("findings")
+        self.output_folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.output_folder, prefix=".sdmad-staging-"))
+        try:
+            by_study: dict[str, list[SeriesFindings]] = {}
+            for scan, predictions in findings:
+                stem = str(scan.series.SeriesInstanceUID) if scan.series is not None else scan.name
+                write_json_atomic(findings_record(scan, predictions, self.model_folder), staging / f"{stem}.sdmad.json")
+                if scan.series is not None:
+                    instances = [i.get_native_sop_instance() for i in scan.series.get_sop_instances()]
+                    by_study.setdefault(str(scan.study.StudyInstanceUID), []).append(
+                        SeriesFindings(instances, predictions["volumes"][0]))
+            description = f"{predictions['backbone']}, {self.model_folder.name}"
+            for study_uid, series_findings in by_study.items():
+                study_report(series_findings, description).save_as(staging / f"{study_uid}.sdmad-sr.dcm",
+                                                                   enforce_file_format=True)
+            for output in sorted(staging.iterdir()):
+                os.replace(output, self.output_folder / output.name)
+                logger.info("wrote %s", self.output_folder / output.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,164 @@
+"""The MONAI Deploy app end to end: a phantom DICOM study (an MR image series and an MR spectroscopy series
+without pixels) in; findings JSON and a DICOM SR out, equal to the bundle's own inference.
+
+Runs in the deploy environment (`make deploy-env`; `make test` runs it); skipped where the SDK is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("monai.deploy")
+pytest.importorskip("highdicom")
+
+import pydicom  # noqa: E402
+from conftest import REPO_ROOT, trained_tiny_model  # noqa: E402
+from monai.bundle import run  # noqa: E402
+from sdmad.data.errors import DataError  # noqa: E402
+from sdmad.data.phantom import make_dicom_study  # noqa: E402
+from sdmad.deploy.app import main  # noqa: E402
+from sdmad.deploy.model_folder import ModelFolderError, make_model_folder  # noqa: E402
+from sdmad.deploy.structured_report import ABSENT, PRESENT  # noqa: E402
+
+APP = REPO_ROOT / "scripts" / "deploy_app" / "app.py"
+
+
+@pytest.fixture(scope="module")
+def setup(phantom_dir, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("deploy")
+    backbone, checkpoint = trained_tiny_model(root / "trained")
+    model = make_model_folder(root / "model", REPO_ROOT, checkpoint, "sdmad-tiny", str(backbone))
+    manifest = json.loads((phantom_dir / "manifest.json").read_text())
+    name = next(v["name"] for v in manifest["volumes"] if len(v["labels"]) >= 2)
+    study = make_dicom_study(phantom_dir, name, root / "study")
+    return {"root": root, "model": model, "study": study, "name": name, "backbone": backbone,
+            "checkpoint": checkpoint}
+
+
+def bundle_predictions(setup: dict, scan: Path, out: Path) -> dict:
+    """`monai.bundle run inference` with the repository's config, on the same backbone and adapters."""
+    run("inference", config_file=str(REPO_ROOT / "configs" / "inference.yaml"), bundle_root=str(REPO_ROOT),
+        model_name="sdmad-tiny", pretrained=str(setup["backbone"]), checkpoint=str(setup["checkpoint"]),
+        input=str(scan), output_dir=str(out), num_workers=0)
+    return json.loads((out / "predictions.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def app_run(setup) -> dict:
+    """The app as a user runs it: `python app.py -i study -o out -m model` in a subprocess."""
+    out = setup["root"] / "out"
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, str(APP), "-i", str(setup["study"]), "-o", str(out), "-m",
+                             str(setup["model"])], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(f"app run on a {len(list((setup['study'] / 'mr').iterdir()))}-slice phantom study: {seconds:.1f} s")
+    return {"out": out, "seconds": seconds, "log": result.stdout + result.stderr}
+
+
+def source_uids(folder: Path) -> tuple[str, str, list[str]]:
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(folder.iterdir())]
+    return headers[0].StudyInstanceUID, headers[0].SeriesInstanceUID, sorted(h.SOPInstanceUID for h in headers)
+
+
+def test_selects_the_mr_image_series_and_matches_the_bundle_inference(setup, app_run, tmp_path):
+    study_uid, series_uid, _ = source_uids(setup["study"] / "mr")
+    spectroscopy_uid = source_uids(setup["study"] / "spectroscopy")[1]
+    outputs = sorted(p.name for p in app_run["out"].iterdir())
+    assert outputs == sorted([f"{series_uid}.sdmad.json", f"{study_uid}.sdmad-sr.dcm"])  # no spectroscopy JSON
+    assert spectroscopy_uid not in " ".join(outputs)
+    findings = json.loads((app_run["out"] / f"{series_uid}.sdmad.json").read_text())
+    assert findings["study_instance_uid"] == study_uid and findings["series_instance_uid"] == series_uid
+    assert "not for diagnosis" in findings["note"]
+    expected = bundle_predictions(setup, setup["study"] / "mr", tmp_path)  # ITK reads the series there
+    volume = expected["volumes"][0]
+    assert findings["volume"]["scores"] == pytest.approx(volume["scores"], abs=1e-6)
+    assert findings["volume"]["decisions"] == volume["decisions"]
+    assert findings["volume"]["positive_slices"] == volume["positive_slices"]
+    assert [s["scores"] for s in findings["slices"]] == [pytest.approx(s["scores"], abs=1e-6)
+                                                         for s in expected["slices"]]
+    assert findings["categories"] == expected["categories"]
+
+
+def _content(item) -> dict:
+    """{concept meaning: item} of an SR content item's children."""
+    return {child.ConceptNameCodeSequence[0].CodeMeaning: child for child in item.ContentSequence}
+
+
+def test_structured_report_reads_back_with_the_decisions_and_references(setup, app_run):
+    study_uid, series_uid, sop_uids = source_uids(setup["study"] / "mr")
+    findings = json.loads((app_run["out"] / f"{series_uid}.sdmad.json").read_text())["volume"]
+    sr = pydicom.dcmread(app_run["out"] / f"{study_uid}.sdmad-sr.dcm")
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
+    assert sr.Modality == "SR" and sr.StudyInstanceUID == study_uid and sr.SeriesInstanceUID != series_uid
+    assert sr.PatientID == setup["name"]
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence
+    assert [s.SeriesInstanceUID for e in evidence for s in e.ReferencedSeriesSequence] == [series_uid]
+    referenced = sorted(r.ReferencedSOPInstanceUID for e in evidence for s in e.ReferencedSeriesSequence
+                        for r in s.ReferencedSOPSequence)
+    assert referenced == sop_uids
+    root = _content(sr)
+    assert "not for diagnosis" in root["Comment"].TextValue
+    group = root["Findings"]
+    assert _content(group)["Series Instance UID"].UID == series_uid
+    decisions, scores = {}, {}
+    for item in group.ContentSequence:
+        if item.ConceptNameCodeSequence[0].CodeMeaning == "Finding":
+            category = item.ConceptCodeSequence[0].CodeMeaning
+            properties = _content(item)
+            code = properties["Decision"].ConceptCodeSequence[0].CodeValue
+            assert code in (PRESENT.value, ABSENT.value)
+            decisions[category] = code == PRESENT.value
+            scores[category] = float(properties["Category score"].MeasuredValueSequence[0].NumericValue)
+    assert decisions == findings["decisions"]
+    assert scores == pytest.approx(findings["scores"], abs=1e-4)  # DS keeps 16 characters
+
+
+def test_nifti_input_gives_json_equal_to_the_bundle_inference(setup, phantom_dir, tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(phantom_dir / "nifti" / f"{setup['name']}.nii.gz", scans)
+    main(["-i", str(scans), "-o", str(tmp_path / "out"), "-m", str(setup["model"])])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{setup['name']}.sdmad.json"]
+    findings = json.loads((tmp_path / "out" / f"{setup['name']}.sdmad.json").read_text())
+    expected = bundle_predictions(setup, scans / f"{setup['name']}.nii.gz", tmp_path / "bundle")["volumes"][0]
+    assert findings["volume"]["scores"] == expected["scores"]
+    assert findings["volume"]["decisions"] == expected["decisions"]
+
+
+def test_folder_without_dicom_is_refused_and_nothing_is_written(setup, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("not an image")
+    with pytest.raises(DataError, match=f"{notes}: no DICOM files"):
+        main(["-i", str(notes), "-o", str(tmp_path / "out"), "-m", str(setup["model"])])
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_series_without_pixel_data_names_the_file_and_writes_nothing(setup, tmp_path):
+    study = shutil.copytree(setup["study"], tmp_path / "study")
+    broken = sorted((study / "mr").iterdir())[4]
+    dataset = pydicom.dcmread(broken)
+    del dataset.PixelData
+    dataset.save_as(broken, enforce_file_format=True)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, str(APP), "-i", str(study), "-o", str(out), "-m", str(setup["model"])],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert f"{broken}: DICOM file of series" in result.stdout + result.stderr
+    assert "no pixel data" in result.stdout + result.stderr
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_an_incomplete_model_folder_is_refused_before_reading_input(setup, tmp_path):
+    with pytest.raises(ModelFolderError, match="not an SD-MAD model folder"):
+        main(["-i", str(setup["study"]), "-o", str(tmp_path / "out"), "-m", str(tmp_path)])
