@@ -40,10 +40,12 @@ $(LABEL_STAMP): $(STAMP) scripts/monailabel_app/requirements.txt
 # torch/open_clip/sdmad. The SDK installs into the monai package, so this environment gets its own monai (no deps).
 deploy-env: $(DEPLOY_STAMP)
 
-$(DEPLOY_STAMP): $(STAMP) scripts/deploy_app/requirements.txt constraints.txt
+$(DEPLOY_STAMP): $(STAMP) scripts/deploy_app/requirements.txt scripts/deploy_app/own-copies.txt constraints.txt
 	@test -x $(DEPLOY_PY) || $(PYTHON) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_PY) scripts/link_core_venv.py $(VENV)
-	$(DEPLOY_PY) -m pip install --quiet --no-cache-dir --no-deps --ignore-installed -c constraints.txt monai
+	$(DEPLOY_PY) -m pip uninstall --quiet --yes setuptools  # the venv's 65.x; own-copies.txt pins the core's
+	$(DEPLOY_PY) -m pip install --quiet --no-cache-dir --no-deps --ignore-installed -c constraints.txt monai \
+		-r scripts/deploy_app/own-copies.txt
 	$(DEPLOY_PY) -m pip install --quiet --no-cache-dir -r scripts/deploy_app/requirements.txt
 	@touch $@
 
