@@ -84,7 +84,7 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
     text: PreparedText = engine.state.sdmad_text
     network = unwrap(engine.network)
     network.eval()
-    with torch.no_grad():
+    with torch.inference_mode():  # no autograd state at all (lighter than no_grad)
         features = network.encode_images(batch["image"].to(engine.state.device, non_blocking=True))
         scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
     output = {"scores": scores.category_scores, "decisions": scores.decisions, "anomaly": scores.anomaly_score,

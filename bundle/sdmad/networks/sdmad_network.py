@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 PAPER_IMAGE_ADAPTER_BLOCKS = (6, 12, 18, 24)
 PAPER_DEPTH = 24
+FROZEN_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def map_adapter_blocks(blocks: Sequence[int], depth: int, reference_depth: int = PAPER_DEPTH) -> list[int]:
@@ -57,6 +58,11 @@ class SDMADNetwork(nn.Module):
         lam: lambda of Eq. 2.
         quick_gelu: passed to ``load_clip``.
         cache_dir: cache folder for pretrained tags.
+        frozen_dtype: "float32", or "bfloat16" for the frozen image encoder (half the weight memory, tensor-core
+            speed on GPUs); the adapters keep float32 weights and compute in float32 either way, and the cached text
+            side stays float32. Checkpoints are the same for both.
+        grad_checkpointing: recompute the image blocks' activations in the backward pass instead of keeping them
+            (training memory for time; blocks before the first adapter keep none anyway: nothing there needs grad).
     """
 
     def __init__(
@@ -73,8 +79,12 @@ class SDMADNetwork(nn.Module):
         lam: float = 0.9,
         quick_gelu: bool | None = None,
         cache_dir: str | None = None,
+        frozen_dtype: str = "float32",
+        grad_checkpointing: bool = False,
     ):
         super().__init__()
+        if frozen_dtype not in FROZEN_DTYPES:
+            raise ValueError(f"frozen_dtype must be one of {sorted(FROZEN_DTYPES)}, got '{frozen_dtype}'")
         self.signs = signs
         self.backbone = f"{model_name}, weights: {pretrained if pretrained not in (None, '') else 'random'}"
         self._record = {
@@ -90,6 +100,9 @@ class SDMADNetwork(nn.Module):
         self.register_buffer("sign_states", self._frozen_text_states(signs.sign_prompts), persistent=False)
         self.register_buffer("normal_states", self._frozen_text_states(list(signs.normal)), persistent=False)
 
+        self.image_dtype = FROZEN_DTYPES[frozen_dtype]
+        self.clip.visual.to(self.image_dtype)
+        self.clip.visual.set_grad_checkpointing(grad_checkpointing)
         visual_blocks = self.clip.visual.transformer.resblocks
         self.image_blocks = map_adapter_blocks(image_adapter_blocks, len(visual_blocks), adapter_blocks_depth)
         image_width = self.clip.visual.transformer.width
@@ -153,8 +166,9 @@ class SDMADNetwork(nn.Module):
 
     # ---------------------------------------------------------------------------------------------- image
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, E] normalised image features (class token after the adapted blocks, projected)."""
-        return self.clip.encode_image(images, normalize=True)
+        """[B, E] normalised float32 image features (class token after the adapted blocks, projected)."""
+        features = self.clip.encode_image(images.to(self.image_dtype))
+        return F.normalize(features.float(), dim=-1)
 
     # -------------------------------------------------------------------------------------------- scoring
     def select_signs(self) -> SignSelection:
