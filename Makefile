@@ -14,7 +14,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 BIG_STACK := ulimit -s 32768 &&
 DEMO_MODEL := runs/demo/training/model.pt
 
-.PHONY: setup label-env deploy-env demo test test-slow benchmark-phantom label-server deploy-run clean-venv
+.PHONY: setup label-env deploy-env demo test test-slow benchmark benchmark-phantom label-server deploy-run clean-venv
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ $(DEPLOY_STAMP): $(STAMP) scripts/deploy_app/requirements.txt scripts/deploy_app
 
 demo: setup
 	$(PY) scripts/demo.py
+
+# Speed and memory on the device found (ViT-L-14-336, random weights): docs/benchmarks.md.
+benchmark: setup
+	$(PY) scripts/benchmark.py --out runs/benchmark/benchmark.json
 
 # The phantom benchmark of the README: 3 seeds, trained vs zero-shot, mean ± std (runs/phantom_benchmark/summary.md).
 benchmark-phantom: setup

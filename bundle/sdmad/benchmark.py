@@ -1,0 +1,317 @@
+"""The benchmark of record (scripts/benchmark.py, docs/benchmarks.md): every figure is measured in the run that
+reports it, after warm-up, with CUDA synchronisation; none is hard-coded.
+
+Measured, on the device found, with random weights of the chosen model:
+- image path: the naive way (float32, one image at a time, the text side recomputed for every image, as research
+  code does) against the project's way (batches, cached text features, inference mode, bfloat16 frozen encoder on
+  CUDA), both giving the per-category scores of Eq. 7-8;
+- end to end: phantom NIfTI volumes through `configs/inference.yaml`'s evaluator (loader, transforms, DataLoader
+  workers, writers), as a fraction of the model-only figure at the same batch size;
+- sign selection + scoring (Eq. 6-8) as the number of signs grows, text features given;
+- one adapter-training step (forward, SD-MAD loss, backward, AdamW) per batch size and variant: time, and peak
+  GPU memory on CUDA.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sdmad.inference import score_images, select_signs
+from sdmad.losses import SDMADLoss
+from sdmad.networks import SDMADNetwork
+from sdmad.signs import SignSet, load_sign_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class BenchmarkSettings:
+    """What to measure. ``tiny()`` is the quick CPU mode the tests run."""
+
+    model_name: str = "ViT-L-14-336"
+    image_size: int = 240
+    batch_sizes: Sequence[int] = (32, 64, 128, 256, 512)
+    naive_images: int = 64
+    min_seconds: float = 2.0
+    e2e_volumes: int = 32
+    e2e_slices: int = 32
+    e2e_size: int = 256
+    e2e_batch_volumes: int = 8
+    num_workers: int = 8
+    sign_counts: Sequence[int] = (6, 24, 96, 384, 1536)
+    training_batches: Sequence[int] = (1, 8, 32)
+    training_variants: Sequence[str] = ("float32", "bfloat16", "bfloat16+checkpointing")
+    device: str = "auto"
+
+    @classmethod
+    def tiny(cls) -> BenchmarkSettings:
+        return cls(model_name="sdmad-tiny", batch_sizes=(8, 32), naive_images=8, min_seconds=0.2, e2e_volumes=2,
+                   e2e_slices=8, e2e_size=96, e2e_batch_volumes=2, num_workers=1, sign_counts=(6, 24, 96),
+                   training_batches=(1, 8), training_variants=("float32", "float32+checkpointing"))
+
+
+@dataclass
+class BenchmarkResult:
+    device: str
+    device_type: str
+    torch: str
+    python: str
+    date: str
+    settings: dict
+    gflop_per_image: float
+    image_path: dict = field(default_factory=dict)
+    end_to_end: dict = field(default_factory=dict)
+    scoring: list = field(default_factory=list)
+    training: list = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_call(fn: Callable[[], object], device: torch.device, min_seconds: float, warmup: int = 2,
+                     min_calls: int = 3) -> float:
+    """Mean wall time of ``fn`` after ``warmup`` calls, over at least ``min_calls`` calls and ``min_seconds``."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < min_seconds:
+        fn()
+        _sync(device)
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def benchmark_signs(path: Path | None = None) -> SignSet:
+    return load_sign_file(path or REPO_ROOT / "configs" / "signs" / "fastmri_brain.yaml")
+
+
+def build_network(settings: BenchmarkSettings, device: torch.device, frozen_dtype: str = "float32",
+                  grad_checkpointing: bool = False) -> SDMADNetwork:
+    torch.manual_seed(0)
+    network = SDMADNetwork(benchmark_signs(), model_name=settings.model_name, pretrained="none",
+                           image_size=settings.image_size, frozen_dtype=frozen_dtype,
+                           grad_checkpointing=grad_checkpointing)
+    return network.to(device).eval()
+
+
+def image_encoder_gflop(network: SDMADNetwork, image_size: int, device: torch.device) -> float:
+    """GFLOP of one image through the image encoder (adapters included), counted by torch's FlopCounterMode."""
+    image = torch.rand(1, 3, image_size, image_size, device=device)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        network.encode_images(image)
+    return counter.get_total_flops() / 1e9
+
+
+def measure_image_path(settings: BenchmarkSettings, device: torch.device, plain: SDMADNetwork,
+                       fast: SDMADNetwork) -> dict:
+    """Naive loop vs the project's batched path, both to per-category scores."""
+    size = settings.image_size
+    images = torch.rand(max(settings.batch_sizes), 3, size, size, device=device)
+
+    def naive() -> None:  # research-code style: per image, text side and sign selection recomputed, fp32
+        with torch.no_grad():
+            for index in range(settings.naive_images):
+                plain.score(images[index % len(images)][None]).category_scores.cpu()
+
+    naive_rate = settings.naive_images / seconds_per_call(naive, device, settings.min_seconds, warmup=1, min_calls=1)
+    with torch.inference_mode():
+        sign_features, anchor = fast.sign_features(), fast.anchor_feature()
+        mask = select_signs(sign_features, fast.sign_category, fast.signs.category_names).category_mask()
+    per_batch = {}
+    for batch in settings.batch_sizes:
+        def batched(batch: int = batch) -> None:
+            with torch.inference_mode():
+                score_images(fast.encode_images(images[:batch]), sign_features, anchor, mask).category_scores.cpu()
+
+        per_batch[batch] = batch / seconds_per_call(batched, device, settings.min_seconds)
+    best = max(per_batch, key=per_batch.get)
+    return {"naive_images_per_s": naive_rate, "naive": "float32, batch 1, text and sign selection per image",
+            "fast_images_per_s": per_batch[best], "fast_batch_size": best,
+            "fast": f"{str(fast.image_dtype).removeprefix('torch.')} frozen encoder, batched, cached text, "
+                    "inference mode", "per_batch_size_images_per_s": per_batch,
+            "speedup": per_batch[best] / naive_rate}
+
+
+def write_phantom_volumes(folder: Path, count: int, slices: int, size: int) -> Path:
+    """``count`` phantom NIfTI volumes (``slices`` slices of ``size``²) for the end-to-end run."""
+    from sdmad.data.phantom import CATEGORIES, make_volume, write_nifti
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        labels = [CATEGORIES[index % len(CATEGORIES)]] if index % 2 else []
+        phantom = make_volume(f"bench_{index:03d}", labels, np.random.default_rng(index), size, slices)
+        write_nifti(phantom, folder / f"bench_{index:03d}.nii.gz")
+    return folder
+
+
+def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen_dtype: str,
+                       model_only_images_per_s: Callable[[int], float]) -> dict:
+    """`configs/inference.yaml`'s evaluator over phantom NIfTI volumes, timed on its second pass."""
+    from monai.bundle import ConfigParser
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scans = write_phantom_volumes(Path(tmp) / "scans", settings.e2e_volumes, settings.e2e_slices,
+                                      settings.e2e_size)
+        parser = ConfigParser()
+        parser.read_config(str(REPO_ROOT / "configs" / "inference.yaml"))
+        parser.update({"bundle_root": str(REPO_ROOT), "model_name": settings.model_name, "pretrained": "none",
+                       "image_size": settings.image_size, "frozen_dtype": frozen_dtype, "checkpoint": "none",
+                       "device": f"$torch.device('{device}')", "input": str(scans),
+                       "output_dir": str(Path(tmp) / "out"), "batch_size": settings.e2e_batch_volumes,
+                       "num_workers": settings.num_workers})
+        network = parser.get_parsed_content("network")
+        parser["network"] = network
+        parser.get_parsed_content("load_weights")
+        text_calls = []
+        encode_text = network.clip.encode_text
+        network.clip.encode_text = lambda *args, **kwargs: text_calls.append(1) or encode_text(*args, **kwargs)
+        evaluator = parser.get_parsed_content("infer#evaluator", lazy=False)
+        evaluator.run()  # warm-up pass: worker start, first reads, kernel selection
+        _sync(device)
+        start = time.perf_counter()
+        evaluator.run()
+        _sync(device)
+        seconds = time.perf_counter() - start
+    images = settings.e2e_volumes * settings.e2e_slices
+    batch = settings.e2e_batch_volumes * settings.e2e_slices
+    rate, model_only = images / seconds, model_only_images_per_s(batch)
+    return {"images_per_s": rate, "model_only_images_per_s": model_only, "fraction_of_model_only": rate / model_only,
+            "volumes": settings.e2e_volumes, "slices_per_volume": settings.e2e_slices,
+            "slice_size": settings.e2e_size, "batch_images": batch, "num_workers": settings.num_workers,
+            "seconds": seconds, "text_encoder_calls": len(text_calls)}
+
+
+def measure_scoring(settings: BenchmarkSettings, device: torch.device, embed_dim: int, batch: int = 256) -> list:
+    """Eq. 6 selection + Eq. 7-8 scoring for growing sign counts (6 categories), text features given."""
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for count in settings.sign_counts:
+        signs = torch.nn.functional.normalize(torch.randn(count, embed_dim, generator=generator), dim=-1).to(device)
+        anchor = torch.nn.functional.normalize(torch.randn(embed_dim, generator=generator), dim=-1).to(device)
+        images = torch.nn.functional.normalize(torch.randn(batch, embed_dim, generator=generator), dim=-1).to(device)
+        category = (torch.arange(count) % 6).to(device)
+        names = [f"category {c}" for c in range(6)]
+
+        def select_and_score() -> None:
+            with torch.inference_mode():
+                mask = select_signs(signs, category, names).category_mask()
+                score_images(images, signs, anchor, mask).category_scores.cpu()
+
+        seconds = seconds_per_call(select_and_score, device, settings.min_seconds / 4)
+        rows.append({"signs": count, "batch": batch, "us_per_image": seconds / batch * 1e6})
+    return rows
+
+
+def measure_training(settings: BenchmarkSettings, device: torch.device, variant: str) -> list:
+    """One optimisation step of the adapters per batch size, for one variant: time and peak GPU memory.
+
+    Variants: "float32", "bfloat16" (frozen encoder), each optionally "+checkpointing" (activation checkpointing).
+    """
+    dtype = "bfloat16" if variant.startswith("bfloat16") else "float32"
+    network = build_network(settings, device, dtype, grad_checkpointing=variant.endswith("checkpointing"))
+    network.train()
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-4)
+    loss_function = SDMADLoss()
+    rows = []
+    for batch in settings.training_batches:
+        images = torch.rand(batch, 3, settings.image_size, settings.image_size, device=device)
+        labels = (torch.rand(batch, len(network.signs.category_names), device=device) > 0.7).float()
+
+        def step() -> None:
+            image_features, sign_features, anchor = network(images, output="features")
+            loss = loss_function(image_features, labels, sign_features, network.sign_category, anchor).total
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds = seconds_per_call(step, device, settings.min_seconds, warmup=1)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        rows.append({"variant": variant, "batch": batch, "step_ms": seconds * 1e3, "peak_mib": peak})
+    return rows
+
+
+def measure_inference(settings: BenchmarkSettings, device: torch.device, result: BenchmarkResult) -> None:
+    """Image path, end to end and scoring into ``result`` (the networks are freed on return)."""
+    fast_dtype = "bfloat16" if device.type == "cuda" else "float32"  # CPUs gain nothing from bfloat16 matmuls
+    plain = build_network(settings, device)
+    fast = plain if fast_dtype == "float32" else build_network(settings, device, fast_dtype)
+    result.gflop_per_image = image_encoder_gflop(plain, settings.image_size, device)
+    result.image_path = measure_image_path(settings, device, plain, fast)
+
+    def model_only(batch: int) -> float:
+        """Images/s of the image encoder alone (no data loading) at ``batch``, for the end-to-end fraction."""
+        images = torch.rand(batch, 3, settings.image_size, settings.image_size, device=device)
+        with torch.inference_mode():
+            return batch / seconds_per_call(lambda: fast.encode_images(images).cpu(), device, settings.min_seconds)
+
+    result.end_to_end = measure_end_to_end(settings, device, fast_dtype, model_only)
+    result.scoring = measure_scoring(settings, device, plain.sign_features().shape[-1])
+
+
+def run_benchmark(settings: BenchmarkSettings, progress: Callable[[str], None] = print) -> BenchmarkResult:
+    device = resolve_device(settings.device)
+    progress(f"benchmark on {device_name(device)}: {settings.model_name} at {settings.image_size} px; image path, "
+             "end to end through configs/inference.yaml, sign selection + scoring")
+    result = BenchmarkResult(device=device_name(device), device_type=device.type, torch=torch.__version__,
+                             python=platform.python_version(), date=datetime.date.today().isoformat(),
+                             settings=asdict(settings), gflop_per_image=0.0)
+    measure_inference(settings, device, result)
+    for variant in settings.training_variants:
+        progress(f"adapter training steps: {variant}")
+        result.training += measure_training(settings, device, variant)
+    return result
+
+
+def _mib(value: float | None) -> str:
+    return "n/a (CPU)" if value is None else f"{value:.0f}"
+
+
+def format_table(result: BenchmarkResult) -> str:
+    """The figures as Markdown tables."""
+    image, e2e = result.image_path, result.end_to_end
+    lines = [f"Device: {result.device}; torch {result.torch}; {result.date}; model "
+             f"{result.settings['model_name']} at {result.settings['image_size']} px "
+             f"({result.gflop_per_image:.1f} GFLOP per image, image encoder)", "",
+             "| figure | value |", "|---|---|",
+             f"| naive image path ({image['naive']}) | {image['naive_images_per_s']:.1f} images/s |",
+             f"| project image path ({image['fast']}, batch {image['fast_batch_size']}) | "
+             f"{image['fast_images_per_s']:.1f} images/s |",
+             f"| speed-up over the naive loop | {image['speedup']:.1f}x |",
+             f"| achieved image-encoder throughput | "
+             f"{image['fast_images_per_s'] * result.gflop_per_image / 1e3:.2f} TFLOP/s |",
+             f"| end to end, {e2e['volumes']} NIfTI volumes x {e2e['slices_per_volume']} slices, {e2e['num_workers']} "
+             f"workers | {e2e['images_per_s']:.1f} images/s = {100 * e2e['fraction_of_model_only']:.0f} % of "
+             f"model-only ({e2e['model_only_images_per_s']:.1f} at batch {e2e['batch_images']}) |",
+             f"| text-encoder calls during end-to-end inference | {e2e['text_encoder_calls']} |", "",
+             "| signs | selection + scoring, µs per image (batch 256) |", "|---|---|"]
+    lines += [f"| {row['signs']} | {row['us_per_image']:.2f} |" for row in result.scoring]
+    lines += ["", "| training variant | batch | step (ms) | peak GPU memory (MiB) |", "|---|---|---|---|"]
+    lines += [f"| {row['variant']} | {row['batch']} | {row['step_ms']:.1f} | {_mib(row['peak_mib'])} |"
+              for row in result.training]
+    return "\n".join(lines)
