@@ -76,3 +76,16 @@ def trained_tiny_model(folder: Path) -> tuple[Path, Path]:
     checkpoint = folder / "model.pt"
     save_model(network, checkpoint)
     return backbone, checkpoint
+
+
+def bundle_inference(scan: Path, backbone: str | Path, checkpoint: str | Path, out: Path) -> dict:
+    """`predictions.json` of `monai.bundle run inference` with the repository's config on the tiny model, the
+    reference the apps' findings are compared with."""
+    import json
+
+    from monai.bundle import run
+
+    run("inference", config_file=str(REPO_ROOT / "configs" / "inference.yaml"), bundle_root=str(REPO_ROOT),
+        model_name="sdmad-tiny", pretrained=str(backbone), checkpoint=str(checkpoint), input=str(scan),
+        output_dir=str(out), num_workers=0)
+    return json.loads((out / "predictions.json").read_text())

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import REPO_ROOT, trained_tiny_model
+from conftest import REPO_ROOT, bundle_inference, trained_tiny_model
 from monai.bundle import run
 from monai.data import MetaTensor
 from sdmad.checkpoints import CheckpointError
@@ -35,9 +35,7 @@ def test_layout_is_a_self_contained_bundle(model):
 
 def test_model_folder_gives_the_findings_of_the_original_bundle_run(model, phantom_dir, tmp_path):
     scan = sorted((phantom_dir / "nifti").glob("*.nii.gz"))[0]
-    run("inference", config_file=str(REPO_ROOT / "configs" / "inference.yaml"), bundle_root=str(REPO_ROOT),
-        model_name="sdmad-tiny", pretrained=str(model["backbone"]), checkpoint=str(model["checkpoint"]),
-        input=str(scan), output_dir=str(tmp_path / "original"), num_workers=0)
+    bundle_inference(scan, model["backbone"], model["checkpoint"], tmp_path / "original")
     folder = model["folder"]
     run("inference", config_file=[str(f) for f in model_folder_configs(folder)], bundle_root=str(folder),
         input=str(scan), output_dir=str(tmp_path / "folder"), num_workers=0)

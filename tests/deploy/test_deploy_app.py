@@ -20,8 +20,7 @@ pytest.importorskip("monai.deploy")
 pytest.importorskip("highdicom")
 
 import pydicom  # noqa: E402
-from conftest import REPO_ROOT, trained_tiny_model  # noqa: E402
-from monai.bundle import run  # noqa: E402
+from conftest import REPO_ROOT, bundle_inference, trained_tiny_model  # noqa: E402
 from sdmad.data.errors import DataError  # noqa: E402
 from sdmad.data.phantom import make_dicom_study  # noqa: E402
 from sdmad.deploy.app import main  # noqa: E402
@@ -41,14 +40,6 @@ def setup(phantom_dir, tmp_path_factory) -> dict:
     study = make_dicom_study(phantom_dir, name, root / "study")
     return {"root": root, "model": model, "study": study, "name": name, "backbone": backbone,
             "checkpoint": checkpoint}
-
-
-def bundle_predictions(setup: dict, scan: Path, out: Path) -> dict:
-    """`monai.bundle run inference` with the repository's config, on the same backbone and adapters."""
-    run("inference", config_file=str(REPO_ROOT / "configs" / "inference.yaml"), bundle_root=str(REPO_ROOT),
-        model_name="sdmad-tiny", pretrained=str(setup["backbone"]), checkpoint=str(setup["checkpoint"]),
-        input=str(scan), output_dir=str(out), num_workers=0)
-    return json.loads((out / "predictions.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +70,7 @@ def test_selects_the_mr_image_series_and_matches_the_bundle_inference(setup, app
     findings = json.loads((app_run["out"] / f"{series_uid}.sdmad.json").read_text())
     assert findings["study_instance_uid"] == study_uid and findings["series_instance_uid"] == series_uid
     assert "not for diagnosis" in findings["note"]
-    expected = bundle_predictions(setup, setup["study"] / "mr", tmp_path)  # ITK reads the series there
+    expected = bundle_inference(setup["study"] / "mr", setup["backbone"], setup["checkpoint"], tmp_path)  # ITK reads the series there
     volume = expected["volumes"][0]
     assert findings["volume"]["scores"] == pytest.approx(volume["scores"], abs=1e-6)
     assert findings["volume"]["decisions"] == volume["decisions"]
@@ -130,7 +121,8 @@ def test_nifti_input_gives_json_equal_to_the_bundle_inference(setup, phantom_dir
     main(["-i", str(scans), "-o", str(tmp_path / "out"), "-m", str(setup["model"])])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{setup['name']}.sdmad.json"]
     findings = json.loads((tmp_path / "out" / f"{setup['name']}.sdmad.json").read_text())
-    expected = bundle_predictions(setup, scans / f"{setup['name']}.nii.gz", tmp_path / "bundle")["volumes"][0]
+    expected = bundle_inference(scans / f"{setup['name']}.nii.gz", setup["backbone"], setup["checkpoint"],
+                                tmp_path / "bundle")["volumes"][0]
     assert findings["volume"]["scores"] == expected["scores"]
     assert findings["volume"]["decisions"] == expected["decisions"]
 

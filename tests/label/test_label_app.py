@@ -19,7 +19,7 @@ import torch
 
 pytest.importorskip("monailabel")
 
-from conftest import REPO_ROOT  # noqa: E402
+from conftest import REPO_ROOT, bundle_inference  # noqa: E402
 
 APP_DIR = REPO_ROOT / "scripts" / "monailabel_app"
 CATEGORIES_FILE = REPO_ROOT / "configs" / "signs" / "fastmri_brain.yaml"
@@ -68,15 +68,6 @@ def client(setup):
         yield test_client
 
 
-def bundle_inference(scan: Path, backbone: str, checkpoint: str, tmp: Path) -> dict:
-    from monai.bundle import run
-
-    run("inference", config_file=str(REPO_ROOT / "configs" / "inference.yaml"), bundle_root=str(REPO_ROOT),
-        model_name="sdmad-tiny", pretrained=backbone, input=str(scan), output_dir=str(tmp), checkpoint=checkpoint,
-        num_workers=0)
-    return json.loads((tmp / "predictions.json").read_text())["volumes"][0]
-
-
 def test_info_lists_the_model_and_its_categories(client):
     info = client.get("/info/").json()
     from sdmad.signs import load_sign_file
@@ -93,7 +84,7 @@ def test_infer_equals_the_bundle_inference(client, setup, which, tmp_path):
     assert response.status_code == 200, response.text
     result = response.json()
     scan = setup["studies"] / (f"{name}.nii.gz" if which == "nifti" else f"{name}.dicom")
-    expected = bundle_inference(scan, setup["conf"]["pretrained"], "none", tmp_path)  # no model trained yet
+    expected = bundle_inference(scan, setup["conf"]["pretrained"], "none", tmp_path)["volumes"][0]  # untrained
     assert [p["label"] for p in result["prediction"]] == list(expected["scores"])
     for entry in result["prediction"]:
         assert entry["score"] == pytest.approx(expected["scores"][entry["label"]], abs=1e-6)

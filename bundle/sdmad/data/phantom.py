@@ -158,19 +158,33 @@ def write_nifti(phantom: PhantomVolume, path: Path) -> None:
     nib.save(nib.Nifti1Image(phantom.volume, np.diag([*SPACING, 1.0])), path)
 
 
+def _new_instance(sop_class_uid: str) -> pydicom.Dataset:
+    """A dataset of ``sop_class_uid`` with its file meta and a fresh SOP Instance UID."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class_uid, meta.MediaStorageSOPInstanceUID
+    return ds
+
+
+def _save(ds: pydicom.Dataset, path: Path) -> None:
+    """Write a Part 10 file with pydicom 3 or 2 (the MONAI Label environment has pydicom 2)."""
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.save_as(path, write_like_original=False)
+
+
 def write_dicom_series(phantom: PhantomVolume, folder: Path, study_uid: str, series_uid: str,
                        series_number: int = 1) -> None:
     """One MR Image Storage file per slice, axial, with geometry matching the NIfTI copy's affine."""
     folder.mkdir(parents=True, exist_ok=True)
     size_x, size_y, num_slices = phantom.volume.shape
     for k in range(num_slices):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = pydicom.Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+        ds = _new_instance(MRImageStorage)
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid, "frame"])
         ds.Modality, ds.PatientID, ds.PatientName = "MR", phantom.name, "Phantom^" + phantom.name
@@ -189,23 +203,14 @@ def write_dicom_series(phantom: PhantomVolume, folder: Path, study_uid: str, ser
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
         ds.RescaleIntercept, ds.RescaleSlope = 0, 1
         ds.PixelData = to_display(phantom.volume[..., k]).astype(np.uint16).tobytes()
-        if int(pydicom.__version__.split(".")[0]) >= 3:
-            ds.save_as(folder / f"IM{k + 1:04d}.dcm", enforce_file_format=True)
-        else:  # pydicom 2 (the MONAI Label environment)
-            ds.save_as(folder / f"IM{k + 1:04d}.dcm", write_like_original=False)
+        _save(ds, folder / f"IM{k + 1:04d}.dcm")
 
 
 def write_non_image_series(folder: Path, reference: pydicom.Dataset, series_number: int = 90) -> Path:
     """One MR Spectroscopy instance (Modality MR, no pixel data) in the study of ``reference``: a series an app
     must skip."""
     folder.mkdir(parents=True, exist_ok=True)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRSpectroscopyStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = MRSpectroscopyStorage, meta.MediaStorageSOPInstanceUID
+    ds = _new_instance(MRSpectroscopyStorage)
     for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "FrameOfReferenceUID"):
         setattr(ds, keyword, getattr(reference, keyword))
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[reference.StudyInstanceUID, "spectroscopy"])
@@ -214,10 +219,7 @@ def write_non_image_series(folder: Path, reference: pydicom.Dataset, series_numb
     ds.ImageOrientationPatient, ds.ImagePositionPatient = reference.ImageOrientationPatient, [0.0, 0.0, 0.0]
     ds.PixelSpacing = reference.PixelSpacing
     path = folder / "MRS0001.dcm"
-    if int(pydicom.__version__.split(".")[0]) >= 3:
-        ds.save_as(path, enforce_file_format=True)
-    else:  # pydicom 2 (the MONAI Label environment)
-        ds.save_as(path, write_like_original=False)
+    _save(ds, path)
     return path
 
 

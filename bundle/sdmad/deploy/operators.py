@@ -143,6 +143,7 @@ class FindingsWriterOperator(Operator):
         findings: list[tuple[ScanInput, dict]] = op_input.receive("findings")
         self.output_folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.output_folder, prefix=".sdmad-staging-"))
+        description = f"{findings[0][1]['backbone']}, {self.model_folder.name}"  # one model for every scan
         try:
             by_study: dict[str, list[SeriesFindings]] = {}
             for scan, predictions in findings:
@@ -152,7 +153,6 @@ class FindingsWriterOperator(Operator):
                     instances = [i.get_native_sop_instance() for i in scan.series.get_sop_instances()]
                     by_study.setdefault(str(scan.study.StudyInstanceUID), []).append(
                         SeriesFindings(instances, predictions["volumes"][0]))
-            description = f"{predictions['backbone']}, {self.model_folder.name}"
             for study_uid, series_findings in by_study.items():
                 study_report(series_findings, description).save_as(staging / f"{study_uid}.sdmad-sr.dcm",
                                                                    enforce_file_format=True)
