@@ -3,7 +3,8 @@
     .venv-label/bin/python scripts/monailabel_app/serve.py --studies data/label_studies [--port 8000]
 
 The backbone and model default to the demo's (models/sdmad-tiny-phantom.pt, runs/demo/training/model.pt) when
-they exist; pass `--conf KEY VALUE` pairs to override (docs/monailabel.md).
+they exist; pass `--conf KEY VALUE` pairs to override (docs/monailabel.md). The server is MONAI Label's, serving
+the guarded web app sdmad.label.server (docs/monailabel.md, "Security"). It has no authentication.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sdmad.label import SERVER_APP
+from sdmad.label.folder import StudyFolderError, check_folder
+
 ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def main() -> None:
@@ -25,6 +30,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1", help="keep the loopback default unless you know why")
     parser.add_argument("--conf", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"))
     args = parser.parse_args()
+    try:
+        check_folder(Path(args.studies))  # the server would refuse it too, after a longer start
+    except StudyFolderError as err:
+        sys.exit(f"sdmad: error: {err}")
     conf = {"bundle_root": str(ROOT)}
     backbone, model = ROOT / "models" / "sdmad-tiny-phantom.pt", ROOT / "runs" / "demo" / "training" / "model.pt"
     if backbone.is_file():
@@ -32,8 +41,13 @@ def main() -> None:
         if model.is_file() and not (ROOT / "models" / "label_model.pt").exists():
             (ROOT / "models" / "label_model.pt").write_bytes(model.read_bytes())
     conf.update(dict(args.conf))
-    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(ROOT / "scripts" / "monailabel_app"),
-               "--studies", str(Path(args.studies).resolve()), "--host", args.host, "--port", str(args.port)]
+    if args.host not in LOOPBACK:
+        print(f"warning: serving on {args.host}: the server has no authentication; put it behind a reverse proxy "
+              f"that authenticates, and list the proxy's host name with --conf allowed_hosts", file=sys.stderr)
+    app = ROOT / "scripts" / "monailabel_app"
+    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies",
+               str(Path(args.studies).resolve()), "--host", args.host, "--port", str(args.port),
+               "--uvicorn_app", SERVER_APP]
     for key, value in conf.items():
         command += ["--conf", key, value]
     print(f"SD-MAD MONAI Label server: http://{args.host}:{args.port}/ (API docs: /docs); Ctrl-C stops it")

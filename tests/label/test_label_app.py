@@ -1,16 +1,11 @@
-"""The MONAI Label app in process (FastAPI TestClient) and as a real server on loopback.
+"""The MONAI Label app in process (FastAPI TestClient on the guarded web app): findings, active learning, training,
+downloads. Attacks on a real server: test_label_fuzz.py.
 
 Runs in the label environment (`make label-env`; `make test` runs it); skipped where monailabel is absent.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,52 +14,18 @@ import torch
 
 pytest.importorskip("monailabel")
 
-from conftest import REPO_ROOT, bundle_inference  # noqa: E402
-
-APP_DIR = REPO_ROOT / "scripts" / "monailabel_app"
-CATEGORIES_FILE = REPO_ROOT / "configs" / "signs" / "fastmri_brain.yaml"
+from conftest import bundle_inference  # noqa: E402
+from label_setup import CATEGORIES_FILE, in_process, label_file, make_label_setup  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup(phantom_dir, tmp_path_factory):
-    """Studies covering every category plus a normal one (NIfTI), a DICOM series, a corrupt study, a copy of the
-    app folder, a temporary HOME."""
-    root = tmp_path_factory.mktemp("label")
-    studies = root / "studies"
-    studies.mkdir()
-    volumes = json.loads((phantom_dir / "manifest.json").read_text())["volumes"]
-    labels = {v["name"]: v["labels"] for v in volumes}
-    from sdmad.signs import load_sign_file
-
-    chosen = [next(v["name"] for v in volumes if not v["labels"])]
-    for category in load_sign_file(CATEGORIES_FILE).category_names:
-        chosen.append(next(v["name"] for v in volumes if category in v["labels"] and v["name"] not in chosen))
-    for name in chosen:
-        shutil.copy(phantom_dir / "nifti" / f"{name}.nii.gz", studies / f"{name}.nii.gz")
-    dicom = next(v["name"] for v in volumes if v["name"] not in chosen)
-    shutil.copytree(phantom_dir / "dicom" / dicom, studies / f"{dicom}.dicom")
-    (studies / "corrupt_study.nii.gz").write_bytes(b"\x1f\x8b not a volume")
-    app = root / "app"
-    shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
-    from sdmad.networks import load_clip
-
-    torch.manual_seed(0)
-    backbone = root / "backbone.pt"  # a fixed backbone, so the app and the bundle run share every weight
-    torch.save(load_clip("sdmad-tiny")[0].state_dict(), backbone)
-    conf = {"bundle_root": str(REPO_ROOT), "model": str(root / "model.pt"), "model_name": "sdmad-tiny",
-            "pretrained": str(backbone), "max_epochs": "3", "slices": "[5]"}
-    return {"root": root, "studies": studies, "app": app, "conf": conf, "labelled": chosen, "dicom": dicom,
-            "labels": labels}
+    return make_label_setup(tmp_path_factory.mktemp("label"), phantom_dir)
 
 
 @pytest.fixture(scope="module")
 def client(setup):
-    os.environ.update(MONAI_LABEL_APP_DIR=str(setup["app"]), MONAI_LABEL_STUDIES=str(setup["studies"]),
-                      MONAI_LABEL_APP_CONF=json.dumps(setup["conf"]), HOME=str(setup["root"]))
-    from fastapi.testclient import TestClient
-    from monailabel.app import app
-
-    with TestClient(app) as test_client:
+    with in_process(setup) as test_client:
         yield test_client
 
 
@@ -99,21 +60,49 @@ def test_bad_requests_get_clear_json_errors_and_the_server_keeps_serving(client,
     response = client.post("/infer/no_such_model?image=x&output=json")
     assert response.status_code == 404 and "unknown model" in response.json()["detail"]
     response = client.post("/infer/sdmad?image=corrupt_study&output=json")
-    assert response.status_code == 422 and "corrupt_study.nii.gz" in response.json()["detail"], response.text
+    detail = response.json()["detail"]
+    assert response.status_code == 422 and detail.startswith("study 'corrupt_study': ") and "\n" not in detail
     assert client.post(f"/infer/sdmad?image={setup['labelled'][1]}&output=json").status_code == 200
 
 
-def test_active_learning_proposes_an_unlabelled_study(client, setup):
-    response = client.post("/activelearning/sdmad_uncertainty", json={})
+def test_a_dicom_study_downloads_as_nifti_in_the_same_place(client, setup, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    response = client.get(f"/datastore/image?image={setup['dicom']}")
     assert response.status_code == 200, response.text
-    assert response.json()["id"] in [*setup["labelled"], setup["dicom"]]  # never the unreadable study
+    assert f'filename="{setup["dicom"]}.nii.gz"' in response.headers["content-disposition"]
+    (tmp_path / "served.nii.gz").write_bytes(response.content)
+    served = nib.as_closest_canonical(nib.load(tmp_path / "served.nii.gz"))
+    original = nib.as_closest_canonical(nib.load(setup["phantom"] / "nifti" / f"{setup['dicom']}.nii.gz"))
+    np.testing.assert_array_equal(np.asarray(served.dataobj), np.asarray(original.dataobj))  # same voxels...
+    np.testing.assert_allclose(served.affine[:3, :3], original.affine[:3, :3])  # ...same spacing and axes
+    assert client.head(f"/datastore/image?image={setup['dicom']}").status_code == 200
+
+
+def test_active_learning_answers_from_the_cache_at_once(client, setup):
+    """503 while nothing is computed, then the best so far with what is pending, until every study is done."""
+    deadline = time.monotonic() + 60
+    while True:
+        started = time.monotonic()
+        response = client.post("/activelearning/sdmad_uncertainty", json={})
+        assert time.monotonic() - started < 1.0  # never an inference inside the request
+        if response.status_code == 503:
+            assert "still being computed" in response.json()["detail"] and response.headers["retry-after"]
+        else:
+            assert response.status_code == 200, response.text
+            result = response.json()
+            assert result["id"] in [*setup["labelled"], setup["dicom"]]  # never the unreadable study
+            if result["pending"] == 0:
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert result["computed"] == len(setup["labelled"]) + 1
 
 
 def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup):
     for name in setup["labelled"]:
-        label = setup["root"] / f"{name}.label.json"
-        label.write_text(json.dumps({"categories": setup["labels"][name]}))
-        with open(label, "rb") as handle:
+        with open(label_file(setup["root"], name, setup["labels"][name]), "rb") as handle:
             response = client.put(f"/datastore/label?image={name}&tag=final",
                                   files={"label": (f"{name}.label.json", handle, "application/json")})
         assert response.status_code == 200, response.text
@@ -121,45 +110,12 @@ def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup):
 
     model = Path(setup["conf"]["model"])
     before = client.post(f"/infer/sdmad?image={setup['dicom']}&output=json").json()["prediction"]
-    assert not model.exists()  # zero-shot until the first training
-    result = app_instance().train({"model": "sdmad", "max_epochs": 50})  # bounded by the conf's max_epochs (3)
+    assert not model.exists() and client.get("/model/sdmad").status_code == 404  # zero-shot until trained
+    result = app_instance().train({"model": "sdmad", "max_epochs": 3})
     assert result["epochs"] == 3 and result["studies"] == len(setup["labelled"])
     state = torch.load(model, weights_only=True)
-    assert set(state) == {"network", "sdmad"}
+    assert {"network", "sdmad"} <= set(state)
     after = client.post(f"/infer/sdmad?image={setup['dicom']}&output=json").json()["prediction"]
     assert [a["score"] for a in after] != [b["score"] for b in before]  # the new model is served
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_real_server_on_loopback(setup, tmp_path):
-    import httpx
-
-    port = free_port()
-    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(setup["app"]), "--studies",
-               str(setup["studies"]), "--host", "127.0.0.1", "--port", str(port)]
-    for key, value in setup["conf"].items():
-        command += ["--conf", key, value]
-    started = time.monotonic()
-    server = subprocess.Popen(command, env={**os.environ, "HOME": str(tmp_path)}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                if httpx.get(f"{url}/info/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, "the server exited"
-            assert time.monotonic() - started < 60, "no /info/ within 60 s"
-            time.sleep(0.5)
-        response = httpx.post(f"{url}/infer/sdmad?image={setup['labelled'][2]}&output=json", timeout=120)
-        assert response.status_code == 200 and len(response.json()["prediction"]) == 6
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    assert client.get("/model/sdmad").content == model.read_bytes()
+    assert client.get("/model/info/sdmad").json()["checksum"].startswith("SHA256:")
