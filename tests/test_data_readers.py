@@ -14,7 +14,7 @@ import pytest
 import torch
 from monai.transforms import Compose
 from sdmad.data import CLIP_MEAN, CLIP_STD, DataError, FastMRIH5Reader, scan_to_slices, scan_transforms
-from sdmad.data.loading import check_dicom, dicom_series_uids
+from sdmad.data.dicom_series import choose_series, read_headers, series_uid_of
 
 
 def manifest(phantom_dir):
@@ -36,8 +36,8 @@ def test_nifti_dicom_and_h5_give_the_same_slices(phantom_dir):
         assert a["image"].shape == (1, 64, 64)
         assert torch.equal(a["image"].as_tensor(), b["image"].as_tensor())
         assert torch.equal(a["image"].as_tensor(), c["image"].as_tensor())
-    # NIfTI and DICOM carry the same geometry (RAS after LPS->RAS), the .h5 none
-    assert nib.aff2axcodes(nifti[0]["image"].affine.numpy()) == ("R", "A", "S")
+    # NIfTI and DICOM carry the same geometry (display orientation of an axial volume), the .h5 a unit one
+    assert nib.aff2axcodes(nifti[0]["image"].affine.numpy()) == ("P", "L", "S")
     np.testing.assert_allclose(nifti[0]["image"].affine.numpy(), dicom[0]["image"].affine.numpy(), atol=1e-4)
     assert nifti[3]["source"].endswith(f"{name}.nii.gz")
 
@@ -133,7 +133,7 @@ def test_dicom_without_pixel_data(phantom_dir, tmp_path):
     ds = pydicom.dcmread(victim)
     del ds.PixelData
     ds.save_as(victim)
-    data_error(lambda: load_slices(series), f"{victim}: DICOM file has no pixel data")
+    data_error(lambda: load_slices(series), f"{victim}: DICOM image file (MR Image Storage) has no pixel data")
 
 
 def test_mixed_series_folder_lists_the_series_and_one_can_be_chosen(phantom_dir, tmp_path):
@@ -143,14 +143,16 @@ def test_mixed_series_folder_lists_the_series_and_one_can_be_chosen(phantom_dir,
     for index, volume in enumerate(volumes[:2]):
         for file in (phantom_dir / "dicom" / volume["name"]).iterdir():
             shutil.copy(file, mixed / f"s{index}_{file.name}")
-    uids = dicom_series_uids(mixed)
+    uids = {}
+    for _, header in read_headers(mixed):
+        uids[series_uid_of(header)] = uids.get(series_uid_of(header), 0) + 1
     assert len(uids) == 2 and set(uids.values()) == {12}
-    data_error(lambda: load_slices(mixed), str(mixed), "holds 2 DICOM series", *uids)
+    data_error(lambda: load_slices(mixed), str(mixed), "holds 2 DICOM image series", *uids)
     chosen = sorted(uids)[0]
-    assert check_dicom(mixed, chosen) == chosen
+    assert choose_series(mixed, chosen) == (chosen, True)
     items = load_slices(mixed, series_uid=chosen)
     assert len(items) == 12
-    data_error(lambda: load_slices(mixed, series_uid="1.2.3"), "has no series 1.2.3")
+    data_error(lambda: load_slices(mixed, series_uid="1.2.3"), "has no image series 1.2.3")
 
 
 def test_h5_with_neither_dataset(tmp_path):

@@ -2,7 +2,12 @@
 
 import importlib
 
+from sdmad.errors import install_readable_errors
+
 __version__ = "0.1.0"
+
+# `python -m monai.bundle run ...` shows a project error as its last line, not inside a chained traceback
+install_readable_errors()
 
 
 def __getattr__(name: str):

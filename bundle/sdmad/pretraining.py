@@ -20,12 +20,16 @@ from monai.data import MetaTensor
 from monai.transforms import Compose
 from open_clip.loss import ClipLoss
 
+from sdmad.atomic import write_json_atomic
 from sdmad.checkpoints import save_atomic
-from sdmad.data.phantom import CATEGORIES, make_volume
+from sdmad.data.phantom import CATEGORIES, make_volume, to_display
 from sdmad.data.preprocessing import slice_to_clip_input
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
 
 logger = logging.getLogger(__name__)
+
+# The recipe's version, stamped beside the weights: a backbone made by another recipe is made again (demo).
+RECIPE_VERSION = 2  # 2: slices in display orientation
 
 # What each finding looks like, in words that share nothing with the category names, the sign prompts or the
 # normal prompts except stop words (tests/test_pretraining.py checks every shipped sign file).
@@ -65,7 +69,8 @@ def caption_pairs(count: int, seed: int, size: int = 96, finding_probability: fl
         rng = np.random.default_rng([seed, 7_000_000 + index])  # disjoint from make_phantom_dataset's streams
         labels = tuple(c for c in CATEGORIES if rng.random() < finding_probability)
         volume = make_volume(f"pretrain{index}", labels, rng, size=size, num_slices=1)
-        images.append(to_clip({"image": MetaTensor(torch.from_numpy(volume.volume[None, ..., 0]))})["image"])
+        display = np.ascontiguousarray(to_display(volume.volume[..., 0]))  # as the bundle shows every slice
+        images.append(to_clip({"image": MetaTensor(torch.from_numpy(display[None]))})["image"])
         captions.append(caption(labels, rng))
     return torch.stack(images), captions
 
@@ -106,6 +111,8 @@ def pretrain_tiny_clip(output_file: str | Path, steps: int = 350, batch_size: in
             iterator.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     save_atomic(model.state_dict(), output_file)
+    write_json_atomic({"recipe_version": RECIPE_VERSION, "steps": steps, "batch_size": batch_size, "pool": pool,
+                       "learning_rate": learning_rate, "seed": seed}, recipe_file(output_file))
     held_out_images, held_out_captions = caption_pairs(256, seed + 1)
     with torch.no_grad():
         similarity = model.encode_image(held_out_images, normalize=True) @ model.encode_text(
@@ -122,3 +129,21 @@ def pretrain_tiny_clip(output_file: str | Path, steps: int = 350, batch_size: in
 
 def _findings(text: str) -> frozenset[str]:
     return frozenset(label for label, looks in LOOKS.items() if any(look in text for look in looks))
+
+
+def recipe_file(weights: str | Path) -> Path:
+    """The JSON stamp beside a pretrained backbone: which recipe made it."""
+    return Path(weights).with_suffix(".recipe.json")
+
+
+def ensure_tiny_backbone(weights: str | Path) -> bool:
+    """Pretrain the demo backbone into ``weights`` unless it is there from the current recipe; True if made."""
+    import json
+
+    stamp = recipe_file(weights)
+    if Path(weights).is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("recipe_version") == \
+            RECIPE_VERSION:
+        return False
+    print(f"pretraining the tiny CLIP on phantom image-caption pairs -> {weights} (once per recipe)")
+    pretrain_tiny_clip(weights)
+    return True

@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from sdmad.errors import SDMADError
 
-class SignFileError(ValueError):
+
+class SignFileError(SDMADError, ValueError):
     """A sign file is malformed; the message names the file and the problem."""
 
 

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from sdmad.data import load_split
-from sdmad.data.phantom import make_dicom_study, make_phantom_dataset
+from sdmad.data.phantom import ensure_phantom_dataset, make_dicom_study
 
 
 def choose_volume(phantom: Path, splits: Path | None) -> tuple[str, list[str]]:
@@ -34,8 +34,7 @@ def main() -> None:
     parser.add_argument("--splits", default="runs/demo/training/splits.json")
     args = parser.parse_args()
     phantom, out = Path(args.phantom), Path(args.out)
-    if not (phantom / "manifest.json").is_file():
-        make_phantom_dataset(phantom)
+    ensure_phantom_dataset(phantom)
     name, labels = choose_volume(phantom, Path(args.splits))
     if out.exists():
         shutil.rmtree(out)

@@ -20,7 +20,7 @@ pytest.importorskip("monai.deploy")
 pytest.importorskip("highdicom")
 
 import pydicom  # noqa: E402
-from conftest import REPO_ROOT, bundle_inference, trained_tiny_model  # noqa: E402
+from conftest import REPO_ROOT, bundle_inference, four_d_series, trained_tiny_model  # noqa: E402
 from sdmad.data.errors import DataError  # noqa: E402
 from sdmad.data.phantom import make_dicom_study  # noqa: E402
 from sdmad.deploy.app import main  # noqa: E402
@@ -146,11 +146,30 @@ def test_series_without_pixel_data_names_the_file_and_writes_nothing(setup, tmp_
     result = subprocess.run([sys.executable, str(APP), "-i", str(study), "-o", str(out), "-m", str(setup["model"])],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
-    assert f"{broken}: DICOM file of series" in result.stdout + result.stderr
-    assert "no pixel data" in result.stdout + result.stderr
+    assert f"{broken}: DICOM image file (MR Image Storage) has no pixel data" in result.stderr.splitlines()[-1]
     assert not out.exists() or not list(out.iterdir())
 
 
 def test_an_incomplete_model_folder_is_refused_before_reading_input(setup, tmp_path):
     with pytest.raises(ModelFolderError, match="not an SD-MAD model folder"):
         main(["-i", str(setup["study"]), "-o", str(tmp_path / "out"), "-m", str(tmp_path)])
+
+
+def test_the_bundle_and_the_app_refuse_the_same_4d_series_with_the_same_message(setup, tmp_path):
+    study = tmp_path / "study"
+    four_d_series(setup["study"] / "mr", study / "mr")
+    shutil.copytree(setup["study"] / "spectroscopy", study / "spectroscopy")
+    out = tmp_path / "out"
+    app = subprocess.run([sys.executable, str(APP), "-i", str(study), "-o", str(out), "-m", str(setup["model"])],
+                         capture_output=True, text=True, timeout=300)
+    bundle = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+                             str(REPO_ROOT / "configs" / "inference.yaml"), "--bundle_root", str(REPO_ROOT),
+                             "--model_name", "sdmad-tiny", "--pretrained", str(setup["backbone"]), "--checkpoint",
+                             str(setup["checkpoint"]), "--input", str(study / "mr"), "--output_dir",
+                             str(tmp_path / "bundle"), "--num_workers", "0"], capture_output=True, text=True,
+                            timeout=300)
+    expected = f"sdmad: error: {study / 'mr'}: a 4-D series: 6 images at 3 slice positions (2 volumes"
+    for result in (app, bundle):
+        assert result.returncode != 0 and result.stderr.splitlines()[-1].startswith(expected), result.stderr[-2000:]
+    assert app.stderr.splitlines()[-1] == bundle.stderr.splitlines()[-1]
+    assert not out.exists() or not list(out.iterdir())

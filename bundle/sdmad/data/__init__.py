@@ -6,12 +6,14 @@ from sdmad.data.csv_dataset import csv_items
 from sdmad.data.errors import DataError
 from sdmad.data.fastmri_h5 import FastMRIH5Reader
 from sdmad.data.fastmri_plus import fastmri_plus_dataset_items, fastmri_plus_items, fastmri_plus_slice_labels
-from sdmad.data.few_shot import few_shot_split, load_split, run_splits, sample_few_shot
+from sdmad.data.few_shot import few_shot_split, load_split, sample_few_shot
 from sdmad.data.inputs import inference_items
 from sdmad.data.loading import LoadScand
+from sdmad.data.orientation import DisplayOrientationd
 from sdmad.data.preprocessing import CLIP_MEAN, CLIP_STD, scan_to_slices, scan_transforms, slice_to_clip_input
 from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd
 from sdmad.data.splits import split_by_group
+from sdmad.data.unreadable import RecordUnreadable, collate_slices, error_policy
 
 __all__ = [
     "CLIP_MEAN",
@@ -19,10 +21,14 @@ __all__ = [
     "AsRGBd",
     "CheckFinited",
     "DataError",
+    "DisplayOrientationd",
     "ExtractSlicesd",
+    "RecordUnreadable",
     "FastMRIH5Reader",
     "LoadScand",
     "bmad_items",
+    "collate_slices",
+    "error_policy",
     "csv_items",
     "fastmri_plus_dataset_items",
     "fastmri_plus_items",
@@ -30,7 +36,6 @@ __all__ = [
     "few_shot_split",
     "inference_items",
     "load_split",
-    "run_splits",
     "sample_few_shot",
     "scan_to_slices",
     "scan_transforms",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sdmad.errors import SDMADError
 
-class DataError(ValueError):
+
+class DataError(SDMADError, ValueError):
     """Bad input data: corrupt or unreadable file, missing pixels, unknown label, too few shots, NaN values."""

@@ -3,12 +3,14 @@
 Reads `reconstruction_rss` when present, otherwise reconstructs the root-sum-of-squares image from `kspace`
 (fastMRI's test files hold k-space only), and reads only the slices asked for (h5py slicing).
 
-Axis convention: fastMRI stores `[slice, row, column]` images as displayed (radiological convention: row 0
-anterior, column 0 the patient's right). The reader returns `[x, y, slice]` in RAS index order,
-`volume[i, j, k] = file[k, rows-1-j, columns-1-i]` (i grows toward the patient's right, j toward anterior), with
-an identity affine
-(the files carry no geometry), so `Orientationd(axcodes="RAS")` leaves it unchanged and the slices match a
-NIfTI or DICOM copy of the same volume. The slice axis keeps the file's order (fastMRI+ labels index it).
+Axis convention (docs/data.md gives the evidence): a fastMRI `.h5` image `[slice, row, column]` shown with row 0
+at the top is upside down. fastMRI+ made its DICOMs for the radiologists by flipping the `.h5` images up/down "to
+provide a view that was closer to DICOM orientation", and drew its boxes on those: the display of an axial slice is
+the file's image flipped up/down (row 0 of the display is anterior; column 0 is the patient's right, unflipped).
+The reader therefore returns `volume[r, c, k] = file[k, r, c]` with the affine of that geometry (rows toward
+anterior, columns toward the patient's left, slices toward superior, unit spacing: the files carry no geometry),
+and sdmad.data.DisplayOrientationd turns it into the display like any NIfTI or DICOM copy of the same scan. The
+slice axis keeps the file's order (fastMRI+ labels index it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from sdmad.data.errors import DataError
 
 H5_SUFFIXES = (".h5", ".hdf5")
 SOURCES = ("auto", "reconstruction_rss", "kspace")
+# RAS affine of `[row, column, slice]`: rows grow toward anterior, columns toward the patient's left (-R), slices up
+H5_AFFINE = np.array([[0.0, -1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 
 
 def ifft2c(kspace: np.ndarray) -> np.ndarray:
@@ -124,8 +128,8 @@ class FastMRIH5Reader(ImageReader):
             else:
                 header = handle["ismrmrd_header"][()] if "ismrmrd_header" in handle else None
                 images = rss_from_kspace(dataset[indices], recon_size_from_header(header) if header else None)
-        volume = np.ascontiguousarray(images.transpose(2, 1, 0)[::-1, ::-1, :])  # [s, row, col] -> RAS [x, y, s]
-        affine = np.eye(4)
+        volume = np.ascontiguousarray(images.transpose(1, 2, 0))  # [s, row, col] -> [row, col, s]
+        affine = H5_AFFINE.copy()
         meta = {
             MetaKeys.AFFINE: affine, MetaKeys.ORIGINAL_AFFINE: affine.copy(),
             MetaKeys.SPATIAL_SHAPE: np.asarray(volume.shape), MetaKeys.ORIGINAL_CHANNEL_DIM: "no_channel",

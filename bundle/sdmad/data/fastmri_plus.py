@@ -33,7 +33,7 @@ RARE_CATEGORY_THRESHOLD = 5
 
 @dataclass
 class Box:
-    """A fastMRI+ box, in the `.h5` image's orientation (un-flipped) when ``unflipped`` is True."""
+    """A fastMRI+ box in display coordinates (x: column, y: row of the displayed slice; see ``h5_box``)."""
 
     x: int
     y: int
@@ -50,7 +50,7 @@ class SliceLabels:
     categories: list[str]
     labels: dict[str, set[str]]  # file -> chosen categories (empty set: normal)
     excluded: dict[str, set[str]] = field(default_factory=dict)  # file -> its other labels (policy "exclude")
-    boxes: dict[str, list[Box]] = field(default_factory=dict)  # file -> boxes as drawn (flipped up/down)
+    boxes: dict[str, list[Box]] = field(default_factory=dict)  # file -> boxes as drawn (display coordinates)
 
     def positives(self) -> dict[str, int]:
         return {c: sum(c in found for found in self.labels.values()) for c in self.categories}
@@ -131,8 +131,9 @@ def fastmri_plus_slice_labels(
     return SliceLabels(slice_index, list(categories), labels, excluded, dict(boxes))
 
 
-def unflip_box(box: Box, image_height: int) -> Box:
-    """fastMRI+ boxes were drawn on images flipped up/down relative to the `.h5`: flip y back."""
+def h5_box(box: Box, image_height: int) -> Box:
+    """A fastMRI+ box in the rows of the `.h5` array. Boxes were drawn on the displayed image, the `.h5` image
+    flipped up/down, which is the orientation of this project's slices: there they apply as they are."""
     return Box(box.x, image_height - box.y - box.height, box.width, box.height, box.label)
 
 

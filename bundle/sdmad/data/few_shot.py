@@ -40,7 +40,8 @@ def sample_few_shot(items: list[dict], categories: Sequence[str], shots: int, no
         candidates = np.flatnonzero(labels[:, c] > 0)
         if len(candidates) < shots:
             raise DataError(f"category '{name}' has {len(candidates)} images in the training pool, fewer than the "
-                            f"{shots} shots asked for")
+                            f"{shots} shots asked for: leave it out with --categories (docs/usage.md: the paper's "
+                            f"slices 5 and 10), ask for fewer --shots, or try another --seed")
         have = int(sum(labels[i, c] > 0 for i in chosen))
         remaining = [i for i in rng.permutation(candidates) if i not in chosen]
         chosen += remaining[:max(0, shots - have)]
@@ -56,14 +57,13 @@ def sample_few_shot(items: list[dict], categories: Sequence[str], shots: int, no
 
 
 def few_shot_split(items: list[dict], categories: Sequence[str], shots: int, normal_shots: int | None = None,
-                   val_fraction: float = 0.1, seed: int = 0, output_file: str | Path | None = None,
-                   require_test: bool = True) -> dict[str, list[dict]]:
+                   val_fraction: float = 0.1, seed: int = 0, require_test: bool = True) -> dict[str, list[dict]]:
     """The run's three item lists, split by group (file or patient), seeded.
 
     ``val`` takes about ``val_fraction`` of the groups (it only monitors training); the few-shot ``train`` items are
     sampled from the other groups; ``test`` is everything else, minus every group a training item belongs to.
-    The test split never chooses anything. Written to ``output_file`` (JSON) when given. ``require_test=False``
-    allows an empty test split (retraining on every labelled study, as in the MONAI Label app).
+    The test split never chooses anything. A run's split is made and recorded by ``sdmad.runs.run_splits``.
+    ``require_test=False`` allows an empty test split (retraining on every labelled study, as in the MONAI Label app).
     """
     from sdmad.data.splits import split_by_group
 
@@ -73,15 +73,11 @@ def few_shot_split(items: list[dict], categories: Sequence[str], shots: int, nor
     test = [item for item in parts["pool"] if item.get("group", item["image"]) not in used]
     if not test and require_test:
         raise DataError(f"no test items left after taking {len(train)} few-shot items from {len(items)}")
-    splits = {"train": train, "val": parts["val"], "test": test}
-    if output_file is not None:
-        write_json_atomic({"seed": seed, "shots": shots, "normal_shots": normal_shots, "val_fraction": val_fraction,
-                           "categories": list(categories), **splits}, output_file)
-    return splits
+    return {"train": train, "val": parts["val"], "test": test}
 
 
 def load_split(path: str | Path, name: str) -> list[dict]:
-    """One item list (``train``, ``val`` or ``test``) of a `splits.json` written by ``few_shot_split``."""
+    """One item list (``train``, ``val`` or ``test``) of a run's `splits.json` (sdmad.runs.run_splits)."""
     import json
 
     path = Path(path)
@@ -91,22 +87,3 @@ def load_split(path: str | Path, name: str) -> list[dict]:
     if name not in content:
         raise DataError(f"{path}: has no split '{name}' (splits: {[k for k in content if isinstance(content[k], list)]})")
     return with_array_labels(content[name])
-
-
-def run_splits(items_fn, categories: Sequence[str], shots: int, normal_shots: int | None, val_fraction: float,
-               seed: int, splits_file: str | Path, require_test: bool = True) -> dict[str, list[dict]]:
-    """The run's splits: read from ``splits_file`` when it was written with the same settings (a resumed or
-    evaluated run uses exactly the items of its training), otherwise made by ``few_shot_split`` and written.
-
-    ``items_fn`` is called only when the splits must be made (it may scan a large data folder).
-    """
-    import json
-
-    path = Path(splits_file)
-    settings = {"seed": seed, "shots": shots, "normal_shots": normal_shots, "val_fraction": val_fraction,
-                "categories": list(categories)}
-    if path.is_file():
-        content = json.loads(path.read_text())
-        if {key: content.get(key) for key in settings} == settings:
-            return {name: with_array_labels(content[name]) for name in ("train", "val", "test")}
-    return few_shot_split(items_fn(), categories, shots, normal_shots, val_fraction, seed, path, require_test)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pydicom
 
@@ -14,6 +15,16 @@ from sdmad.data.loading import DICOM_SUFFIXES, scan_format
 def _is_series_folder(folder: Path) -> bool:
     return any(p.is_file() and (p.name.lower().endswith(DICOM_SUFFIXES) or pydicom.misc.is_dicom(p))
                for p in folder.iterdir())
+
+
+def is_scan_collection(source: Any) -> bool:
+    """A list, a `.txt` list or a folder of scans (not one DICOM series folder): inputs of several scans."""
+    if isinstance(source, (list, tuple)):
+        return True
+    if isinstance(source, Mapping) or source in (None, ""):
+        return False
+    path = Path(source)
+    return (path.suffix == ".txt" and path.is_file()) or (path.is_dir() and not _is_series_folder(path))
 
 
 def inference_items(source: str | Path | list) -> list[dict]:

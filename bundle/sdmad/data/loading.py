@@ -2,9 +2,10 @@
 
 `LoadScand` is MONAI's `LoadImage` with the reader chosen per item: NibabelReader for NIfTI, ITKReader for
 DICOM (GDCM sorts a series by geometry and selects one series of several; the lean `itk-io` wheels suffice),
-PILReader for PNG/JPG and our FastMRIH5Reader, which reads only the item's slices. What MONAI does not check, it
-checks first (several series in one folder, DICOM without pixel data) and every failure becomes a `DataError`
-that names the file.
+PILReader for PNG/JPG (numpy row order: row 0 at the top) and our FastMRIH5Reader, which reads only the item's
+slices. What MONAI does not check, it checks first (sdmad.data.dicom_series: non-image objects, several image
+series, missing pixels, 4-D series, mosaics; a 4-D NIfTI) and every failure becomes a `DataError` that names
+the file and says what to do.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+import torch
 from monai.data import ITKReader, MetaTensor, NibabelReader, PILReader
 from monai.transforms import LoadImage, MapTransform
 
+from sdmad.data.dicom_series import PIXEL_TAGS, choose_series
 from sdmad.data.errors import DataError
 from sdmad.data.fastmri_h5 import H5_SUFFIXES, FastMRIH5Reader
+
+__all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "PIXEL_TAGS", "LoadScand", "scan_format"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def scan_format(path: str | Path) -> str:
@@ -43,55 +47,6 @@ def scan_format(path: str | Path) -> str:
     raise DataError(f"{path}: unsupported format (expected NIfTI, DICOM, fastMRI .h5, PNG or JPG)")
 
 
-def _dicom_headers(path: Path) -> list[tuple[Path, pydicom.Dataset]]:
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    headers = []
-    for file in files:
-        if not pydicom.misc.is_dicom(file):
-            continue
-        try:
-            # defer_size: large values (the pixels) stay on disk, but their elements are listed
-            headers.append((file, pydicom.dcmread(file, defer_size="1 KB")))
-        except Exception as err:  # pydicom raises many types for corrupt headers
-            raise DataError(f"{file}: corrupt DICOM header: {err}") from err
-    if not headers:
-        raise DataError(f"{path}: contains no DICOM file")
-    return headers
-
-
-def dicom_series_uids(path: str | Path) -> dict[str, int]:
-    """SeriesInstanceUID -> number of files, for a DICOM file or folder (headers only)."""
-    counts: dict[str, int] = {}
-    for _, header in _dicom_headers(Path(path)):
-        uid = str(getattr(header, "SeriesInstanceUID", "unknown"))
-        counts[uid] = counts.get(uid, 0) + 1
-    return counts
-
-
-def check_dicom(path: str | Path, series_uid: str | None = None) -> str | None:
-    """Check a DICOM file or series folder before reading; return the series to read (None: the only one).
-
-    Raises:
-        DataError: several series and none chosen (the message lists them), the chosen one is absent, or a file
-            of the series has no pixel data.
-    """
-    path = Path(path)
-    headers = _dicom_headers(path)
-    uids = sorted({str(getattr(h, "SeriesInstanceUID", "unknown")) for _, h in headers})
-    if series_uid is None and len(uids) > 1:
-        listing = ", ".join(f"{uid} ({sum(str(getattr(h, 'SeriesInstanceUID', '')) == uid for _, h in headers)} "
-                            f"files)" for uid in uids)
-        raise DataError(f"{path}: holds {len(uids)} DICOM series; choose one with series_uid: {listing}")
-    if series_uid is not None and series_uid not in uids:
-        raise DataError(f"{path}: has no series {series_uid} (series present: {uids})")
-    chosen = series_uid or uids[0]
-    for file, header in headers:
-        if str(getattr(header, "SeriesInstanceUID", "unknown")) == chosen and not any(
-                tag in header for tag in PIXEL_TAGS):
-            raise DataError(f"{file}: DICOM file has no pixel data (no PixelData element)")
-    return series_uid if len(uids) > 1 else None
-
-
 def gdcm_series_identifier(folder: str | Path, series_uid: str) -> str:
     """ITKReader's `series_name` is GDCM's series identifier: the SeriesInstanceUID plus details (MONAI asks GDCM
     for series details and restricts on the series date); find the one of ``series_uid`` with the same settings."""
@@ -108,7 +63,9 @@ def gdcm_series_identifier(folder: str | Path, series_uid: str) -> str:
 
 
 class LoadScand(MapTransform):
-    """Load each key's scan as a channel-first MetaTensor (`[C, x, y(, z)]`), reader chosen by format.
+    """Load each key's scan as a channel-first MetaTensor, reader chosen by format: a volume `[C, i, j, k]` in its
+    file's index order with its RAS affine (sdmad.data.DisplayOrientationd then orients it), a 2-D image
+    `[C, row, column]` as stored (row 0 at the top).
 
     A key that already holds a MetaTensor (a volume an app loaded itself, e.g. a DICOM series read by the MONAI
     Deploy SDK) passes through unchanged: it must be channel-first with its affine and `filename_or_obj` in the meta.
@@ -125,15 +82,27 @@ class LoadScand(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.slices_key, self.series_key, self.h5_source = slices_key, series_key, h5_source
         self._loader = LoadImage(image_only=True, ensure_channel_first=True)
-        self._readers = {"nifti": NibabelReader(), "image": PILReader()}
+        self._readers = {"nifti": NibabelReader(), "image": PILReader(reverse_indexing=False)}
 
     def _reader(self, path: str, fmt: str, item: Mapping[Hashable, Any]):
         if fmt == "h5":
             return FastMRIH5Reader(slices=item.get(self.slices_key), source=self.h5_source)
         if fmt == "dicom":
-            series = check_dicom(path, item.get(self.series_key))
-            return ITKReader(series_name=gdcm_series_identifier(path, series) if series else "")
+            series, others_present = choose_series(path, item.get(self.series_key))
+            return ITKReader(series_name=gdcm_series_identifier(path, series) if others_present else "")
         return self._readers[fmt]
+
+    @staticmethod
+    def _as_read(image: MetaTensor, path: str, fmt: str) -> MetaTensor:
+        """A 2-D DICOM image back in its stored row order (ITKReader returns `[column, row]`), and no 4-D NIfTI
+        taken for a multi-channel image (MONAI moves a 4th dimension to the channels)."""
+        if fmt == "dicom" and image.ndim == 3:
+            image = MetaTensor(image.as_tensor().transpose(1, 2), meta=dict(image.meta))
+            image.affine = torch.eye(4, dtype=torch.float64)  # a 2-D image is displayed as stored
+        if fmt == "nifti" and image.ndim == 4 and image.shape[0] > 1:
+            raise DataError(f"{path}: a 4-D NIfTI ({image.shape[0]} volumes of {tuple(image.shape[1:])}); SD-MAD "
+                            f"scores 3-D volumes: save one volume (e.g. nibabel: img.slicer[..., t]) and score that")
+        return image
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         item = dict(data)
@@ -144,9 +113,11 @@ class LoadScand(MapTransform):
             fmt = scan_format(path)
             reader = self._reader(path, fmt, item)
             try:
-                item[key] = self._loader(path, reader=reader)
+                image = self._loader(path, reader=reader)
             except DataError:
                 raise
             except Exception as err:  # readers raise EOFError, zlib.error, RuntimeError, ... for corrupt files
-                raise DataError(f"{path}: cannot be read as {fmt}: {type(err).__name__}: {err}") from err
+                raise DataError(f"{path}: cannot be read as {fmt} ({type(err).__name__}: {err}); the file is corrupt, "
+                                f"truncated or not {fmt}: re-export it, or leave it out") from err
+            item[key] = self._as_read(image, path, fmt)
         return item

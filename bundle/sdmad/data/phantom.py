@@ -12,8 +12,9 @@ two dark ventricles. The six fastMRI+ categories are visually distinct synthetic
 | Enlarged ventricles | ventricles about twice as large |
 | Global label: Small vessel ... | bright dots around the ventricles (a study-level label, as in fastMRI+) |
 
-Findings span every slice of a volume. Volumes are stored in RAS index order `volume[x, y, slice]`; the `.h5`
-and DICOM copies hold the same voxels in display orientation (see fastmri_h5.py for the convention).
+Findings span every slice of a volume. Volumes are stored in RAS index order `volume[x, y, slice]`; the DICOM
+copy holds the same voxels in display orientation with matching geometry, the `.h5` copy holds them as fastMRI
+does (the display flipped up/down, see fastmri_h5.py), the PNGs as displayed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ CATEGORIES = DEFAULT_CATEGORIES  # the phantom mimics fastMRI+ brain
 GLOBAL_PREFIX = "Global label:"
 SPACING = (2.0, 2.0, 5.0)  # mm: x, y, slice
 INTENSITY_SCALE = 1000.0  # phantom values in [0, ~1.2] are stored as integers 0..~1200 (exact in every format)
+# The data set's layout version: a data set written by another version is made again (demo, benchmark).
+PHANTOM_VERSION = 2  # 2: `.h5` in fastMRI's orientation, boxes in display coordinates
 
 
 @dataclass
@@ -206,19 +209,22 @@ def write_dicom_series(phantom: PhantomVolume, folder: Path, study_uid: str, ser
         _save(ds, folder / f"IM{k + 1:04d}.dcm")
 
 
-def write_non_image_series(folder: Path, reference: pydicom.Dataset, series_number: int = 90) -> Path:
-    """One MR Spectroscopy instance (Modality MR, no pixel data) in the study of ``reference``: a series an app
-    must skip."""
+def write_non_image_object(folder: Path, reference: pydicom.Dataset, sop_class_uid: str = MRSpectroscopyStorage,
+                           description: str = "SVS PRESS phantom (no pixel data)", series_number: int = 90) -> Path:
+    """One instance without pixel data (by default MR Spectroscopy, Modality MR) in its own series of the study of
+    ``reference``: an object a loader must skip (PACS exports put SRs, presentation states and key-object notes
+    beside the images)."""
     folder.mkdir(parents=True, exist_ok=True)
-    ds = _new_instance(MRSpectroscopyStorage)
+    ds = _new_instance(sop_class_uid)
     for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "FrameOfReferenceUID"):
         setattr(ds, keyword, getattr(reference, keyword))
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[reference.StudyInstanceUID, "spectroscopy"])
-    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", series_number, 1
-    ds.SeriesDescription = "SVS PRESS phantom (no pixel data)"
-    ds.ImageOrientationPatient, ds.ImagePositionPatient = reference.ImageOrientationPatient, [0.0, 0.0, 0.0]
-    ds.PixelSpacing = reference.PixelSpacing
-    path = folder / "MRS0001.dcm"
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[reference.StudyInstanceUID, sop_class_uid])
+    ds.Modality = "MR" if sop_class_uid == MRSpectroscopyStorage else "OT"
+    ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = series_number, 1, description
+    if sop_class_uid == MRSpectroscopyStorage:
+        ds.ImageOrientationPatient, ds.ImagePositionPatient = reference.ImageOrientationPatient, [0.0, 0.0, 0.0]
+        ds.PixelSpacing = reference.PixelSpacing
+    path = folder / f"{pydicom.uid.UID(sop_class_uid).name.split()[0]}_{series_number:04d}.dcm"
     _save(ds, path)
     return path
 
@@ -233,7 +239,7 @@ def make_dicom_study(phantom_dir: str | Path, name: str, out: str | Path) -> Pat
     (out / "mr").mkdir(parents=True, exist_ok=True)
     for file in series:
         (out / "mr" / file.name).write_bytes(file.read_bytes())
-    write_non_image_series(out / "spectroscopy", pydicom.dcmread(series[0], stop_before_pixels=True))
+    write_non_image_object(out / "spectroscopy", pydicom.dcmread(series[0], stop_before_pixels=True))
     return out
 
 
@@ -259,8 +265,9 @@ def coil_sensitivities(rows: int, columns: int, coils: int) -> np.ndarray:
 
 
 def write_fastmri_h5(phantom: PhantomVolume, path: Path, with_kspace: bool, coils: int = 4) -> None:
-    """`reconstruction_rss` `[slice, row, column]`, plus multi-coil `kspace` with 2x readout oversampling."""
-    display = np.stack([to_display(phantom.volume[..., k]) for k in range(phantom.volume.shape[-1])])
+    """`reconstruction_rss` `[slice, row, column]` as fastMRI stores it (the display flipped up/down), plus
+    multi-coil `kspace` with 2x readout oversampling."""
+    display = np.stack([to_display(phantom.volume[..., k])[::-1] for k in range(phantom.volume.shape[-1])])
     with h5py.File(path, "w") as handle:
         handle.create_dataset("reconstruction_rss", data=display.astype(np.float32))
         rows, columns = display.shape[1:]
@@ -282,8 +289,8 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 def fastmri_plus_rows(phantom: PhantomVolume) -> list[list]:
-    """brain.csv rows as fastMRI+ writes them: a box per finding and slice, drawn on the image flipped up/down
-    relative to the `.h5`; a study-level (global) label as one slice-0 row without a box."""
+    """brain.csv rows as fastMRI+ writes them: a box per finding and slice, drawn on the displayed image (the `.h5`
+    flipped up/down); a study-level (global) label as one slice-0 row without a box."""
     rows = []
     for label in phantom.labels:
         if label.startswith(GLOBAL_PREFIX):
@@ -292,9 +299,7 @@ def fastmri_plus_rows(phantom: PhantomVolume) -> list[list]:
         for k in range(phantom.volume.shape[-1]):
             box = _box(to_display(phantom.masks[label][..., k]))
             if box is not None:
-                x, y, width, height = box
-                flipped_y = phantom.volume.shape[1] - (y + height)
-                rows.append([phantom.name, k, "No", x, flipped_y, width, height, label])
+                rows.append([phantom.name, k, "No", *box, label])
     return rows
 
 
@@ -330,7 +335,7 @@ def make_phantom_dataset(out: str | Path, volumes_per_category: int = 10, normal
     label_sets = phantom_label_sets(volumes_per_category, normal_volumes, multi_label_volumes, rng)
     for sub in ("nifti", "dicom", "h5", "fastmri_plus", "bmad/PhantomBrain_AD"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    csv_rows, manifest = [], {"seed": seed, "categories": list(CATEGORIES), "volumes": []}
+    csv_rows, manifest = [], {"version": PHANTOM_VERSION, "seed": seed, "categories": list(CATEGORIES), "volumes": []}
     iterator = enumerate(label_sets)
     if progress:
         from tqdm import tqdm
@@ -362,3 +367,12 @@ def make_phantom_dataset(out: str | Path, volumes_per_category: int = 10, normal
                              volume["patient"]])
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+
+
+def ensure_phantom_dataset(out: str | Path, progress: bool = False) -> bool:
+    """Make the default phantom data set under ``out`` unless it is there in the current version; True if made."""
+    manifest = Path(out) / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("version") == PHANTOM_VERSION:
+        return False
+    make_phantom_dataset(out, progress=progress)
+    return True

@@ -1,4 +1,4 @@
-"""The transform chains: scan -> oriented volume -> 2-D slices -> CLIP-ready 3 x S x S tensors.
+"""The transform chains: scan -> volume in display orientation -> 2-D slices -> CLIP-ready 3 x S x S tensors.
 
 The data code knows nothing about CLIP except the final resize and the normalisation statistics it is given.
 """
@@ -11,13 +11,13 @@ from monai.transforms import (
     Compose,
     EnsureTyped,
     NormalizeIntensityd,
-    Orientationd,
     Resized,
     ScaleIntensityRangePercentilesd,
     SpatialPadd,
 )
 
 from sdmad.data.loading import LoadScand
+from sdmad.data.orientation import DisplayOrientationd
 from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd, SliceSpec
 
 # open_clip's OPENAI_DATASET_MEAN / _STD, the statistics every CLIP model here was trained with.
@@ -26,10 +26,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def scan_to_slices(keys: Sequence[str] = ("image",), slices: SliceSpec = "all", h5_source: str = "auto") -> list:
-    """Load (any format), orient to RAS, check intensities, split into 2-D slice items."""
+    """Load (any format), orient to the display of the acquisition plane, check intensities, split into 2-D slice
+    items `[C, row, column]` as a radiologist sees them."""
     return [
         LoadScand(keys=keys, h5_source=h5_source),
-        Orientationd(keys=keys, axcodes="RAS", labels=None),
+        DisplayOrientationd(keys=keys),
         CheckFinited(keys=keys),
         ExtractSlicesd(keys=keys, slices=slices),
     ]

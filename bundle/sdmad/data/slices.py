@@ -1,7 +1,8 @@
 """Volume -> 2-D slice items, and the intensity checks done on them.
 
-After `Orientationd(axcodes="RAS")` the slice axis is the last spatial axis (superior), for every format:
-NIfTI and DICOM through their affines, fastMRI `.h5` by the reader's convention (see fastmri_h5.py).
+After `DisplayOrientationd` a volume is `[C, row, column, slice]` in the display of its plane (slice axis last),
+for every format: NIfTI and DICOM through their affines, fastMRI `.h5` by the reader's convention
+(see fastmri_h5.py). A 2-D image is one slice.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class ExtractSlicesd(MapTransform):
         keys = list(self.key_iterator(item))
         first = item[keys[0]]
         source = _source_name(first)
-        if first.ndim == 3:  # [C, x, y]: a 2-D image
+        if first.ndim == 3:  # [C, row, column]: a 2-D image
             available = [0]
         elif first.ndim == 4:
             meta = getattr(first, "meta", {}) or {}

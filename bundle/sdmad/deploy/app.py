@@ -50,7 +50,7 @@ class SDMADApp(Application):
                                              name="dicom_loader")
             selector = DICOMSeriesSelectorOperator(self, rules=MR_IMAGE_SERIES_RULES, all_matched=True,
                                                    name="series_selector")
-            volumes = SeriesVolumesOperator(self, name="series_volumes")
+            volumes = SeriesVolumesOperator(self, input_folder=input_path, name="series_volumes")
             self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
             self.add_flow(selector, volumes, {("study_selected_series_list", "study_selected_series_list")})
             self.add_flow(volumes, inference, {("scans", "scans")})

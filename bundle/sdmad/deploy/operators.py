@@ -22,7 +22,7 @@ from monai.deploy.operators import DICOMSeriesToVolumeOperator
 from sdmad.atomic import write_json_atomic
 from sdmad.data.errors import DataError
 from sdmad.deploy.model_folder import model_folder_configs
-from sdmad.deploy.scans import ScanInput, check_pixel_data, image_to_metatensor, nifti_files
+from sdmad.deploy.scans import ScanInput, check_series, image_to_metatensor, nifti_files
 from sdmad.deploy.structured_report import NOT_FOR_DIAGNOSIS, SeriesFindings, study_report
 from sdmad.predictor import BundlePredictor
 
@@ -38,9 +38,13 @@ class SeriesVolumesOperator(DICOMSeriesToVolumeOperator):
     """Every selected series of every study -> a volume in memory (the SDK's operator converts only the first).
 
     Named input: ``study_selected_series_list`` (the SDK selector's output). Named output: ``scans``, a list of
-    ScanInput. Raises a DataError naming the file when a selected series has no pixel data, and when nothing was
-    selected.
+    ScanInput. Raises a DataError naming the file when a selected series breaks a rule of the bundle's loader
+    (sdmad.data.dicom_series: no pixel data, a mosaic, a 4-D series), and when nothing was selected.
     """
+
+    def __init__(self, fragment: Fragment, *args, input_folder: Path, **kwargs):
+        self.input_folder = Path(input_folder)
+        super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
         spec.input(self.input_name_series)
@@ -55,8 +59,9 @@ class SeriesVolumesOperator(DICOMSeriesToVolumeOperator):
         op_output.emit(scans, "scans")
 
     def series_scan(self, study, series) -> ScanInput:
-        # The SDK's per-series steps (convert_to_image runs them for the first selected series only).
-        check_pixel_data(series)
+        # The SDK's per-series steps (convert_to_image runs them for the first selected series only), after the
+        # bundle loader's own checks (pixels present, no mosaic, not 4-D), so that both read a series alike.
+        check_series(series, self.input_folder)
         self.prepare_series(series)
         metadata = self.create_metadata(series)
         metadata["affine"] = series.nifti_affine_transform

@@ -17,7 +17,8 @@ import torch
 from monai.data import MetaTensor
 
 from sdmad.data.errors import DataError
-from sdmad.data.loading import NIFTI_SUFFIXES, PIXEL_TAGS
+from sdmad.data.dicom_series import check_image_series, series_uid_of
+from sdmad.data.loading import NIFTI_SUFFIXES
 
 
 @dataclass
@@ -34,13 +35,19 @@ def _file_of(dataset: pydicom.Dataset) -> str:
     return str(getattr(dataset, "filename", None) or f"SOP instance {getattr(dataset, 'SOPInstanceUID', '?')}")
 
 
-def check_pixel_data(series: Any) -> None:
-    """A DataError naming the first file of ``series`` (a DICOMSeries) that has no pixel data."""
-    for instance in series.get_sop_instances():
-        dataset = instance.get_native_sop_instance()
-        if not any(tag in dataset for tag in PIXEL_TAGS):
-            raise DataError(f"{_file_of(dataset)}: DICOM file of series {series.SeriesInstanceUID} has no pixel data "
-                            "(no PixelData element)")
+def check_series(series: Any, input_folder: Path) -> None:
+    """The bundle loader's rules (sdmad.data.dicom_series) for a series the SDK selected, on the series' files as
+    they are in ``input_folder``: pixel data in every file, no Siemens mosaic, not 4-D. The SDK's loader keeps one
+    image per slice position (the highest AcquisitionNumber) and would score one volume of a 4-D series without a
+    word; this check refuses it with the message the bundle gives for the same folder (a DataError)."""
+    uid = str(series.SeriesInstanceUID)
+    files = [p for p in sorted(Path(input_folder).rglob("*")) if p.is_file() and pydicom.misc.is_dicom(p)]
+    headers = [(file, header) for file in files
+               if series_uid_of(header := pydicom.dcmread(file, defer_size="1 KB", stop_before_pixels=False)) == uid]
+    if not headers:  # e.g. a series handed over in memory: check what the SDK kept
+        headers = [(_file_of(d), d) for d in (i.get_native_sop_instance() for i in series.get_sop_instances())]
+    folders = {str(Path(file).parent) for file, _ in headers}
+    check_image_series(folders.pop() if len(folders) == 1 else f"series {uid}", headers)
 
 
 def image_to_metatensor(image: Any, name: str) -> MetaTensor:

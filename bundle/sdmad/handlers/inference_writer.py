@@ -1,8 +1,12 @@
-"""Write inference outputs: per-slice scores and decisions, and a per-volume aggregate, as CSV and JSON."""
+"""Write inference outputs: per-slice scores and decisions, a per-volume aggregate and the skipped scans, as CSV
+and JSON; and the exit status of a run that skipped scans."""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +44,15 @@ def aggregate_volumes(rows: list[dict], categories: list[str], how: str = "max")
     return volumes
 
 
+def _csv(rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()
+
+
 class InferenceWriter(PredictionWriter):
-    """`slices.csv`, `volumes.csv` and `predictions.json` in ``output_dir`` after the run (rank 0).
+    """`slices.csv`, `volumes.csv`, `predictions.json` and `errors.csv` (the skipped unreadable scans, with their
+    reasons; only a header when none) in ``output_dir`` after the run (rank 0), each written atomically.
 
     Args:
         output_dir: where to write.
@@ -56,19 +67,39 @@ class InferenceWriter(PredictionWriter):
 
     def write(self, engine: Engine, network: Any) -> None:
         categories = network.signs.category_names
+        text = engine.state.sdmad_text
         volumes = aggregate_volumes(self.collector.rows, categories, self.aggregate)
+        skipped = getattr(engine.state, "sdmad_unreadable", [])
         write_text_atomic(predictions_csv(self.collector.rows, categories), self.output_dir / "slices.csv")
-        lines = ["source,slices,anomaly_score," + ",".join(f'"score:{n}","decision:{n}"' for n in categories)]
-        for volume in volumes:
-            values = ",".join(f"{volume['scores'][n]:.6f},{int(volume['decisions'][n])}" for n in categories)
-            lines.append(f"\"{volume['source']}\",{volume['slices']},{volume['anomaly_score']:.6f},{values}")
-        write_text_atomic("\n".join(lines) + "\n", self.output_dir / "volumes.csv")
-        selection = engine.state.sdmad_text.selection.to_dict(network.signs.sign_prompts)
+        header = ["source", "slices", "anomaly_score"] + [f"{kind}:{n}" for n in categories
+                                                           for kind in ("score", "decision")]
+        write_text_atomic(_csv([header] + [
+            [volume["source"], volume["slices"], f"{volume['anomaly_score']:.6f}"]
+            + [value for n in categories for value in (f"{volume['scores'][n]:.6f}", int(volume["decisions"][n]))]
+            for volume in volumes]), self.output_dir / "volumes.csv")
+        write_text_atomic(_csv([["source", "id", "reason"]] + [[r["source"], r["id"], r["reason"]] for r in skipped]),
+                          self.output_dir / "errors.csv")
+        selection = text.selection.to_dict(network.signs.sign_prompts)
         slices = [{"source": r["source"], "slice_index": r["slice_index"], "anomaly_score": r["anomaly"],
                    "scores": dict(zip(categories, map(float, r["scores"]))),
                    "decisions": dict(zip(categories, map(bool, r["decisions"])))} for r in self.collector.rows]
-        write_json_atomic({"categories": categories, "backbone": network.backbone, "volumes": volumes,
-                           "slices": slices, "sign_selection": selection,
+        decision = {"rule": text.decision_rule}
+        if text.decision_rule == "calibrated":
+            decision["thresholds"] = dict(zip(categories, text.calibration.thresholds))
+            decision["calibration"] = text.calibration.source
+        write_json_atomic({"categories": categories, "backbone": network.backbone, "decision": decision,
+                           "volumes": volumes, "slices": slices, "skipped": skipped, "sign_selection": selection,
                            "note": "research use only, not for diagnosis"}, self.output_dir / "predictions.json")
         engine.state.sdmad_predictions = volumes
         logger.info("inference outputs written to %s", self.output_dir)
+
+
+def exit_if_skipped(engine: Engine, output_dir: str | Path, exit_code: int = 3) -> None:
+    """End the process with ``exit_code`` when the run skipped unreadable scans, saying how many and where they are
+    listed (every readable scan was scored and written)."""
+    skipped = getattr(engine.state, "sdmad_unreadable", [])
+    if skipped:
+        scored = len(getattr(engine.state, "sdmad_predictions", []))
+        print(f"sdmad: {len(skipped)} unreadable scan(s) skipped, {scored} scored; reasons in "
+              f"{Path(output_dir) / 'errors.csv'}", file=sys.stderr)
+        raise SystemExit(exit_code)

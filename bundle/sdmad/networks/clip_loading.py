@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 import open_clip
 import torch
 
+from sdmad.errors import SDMADError
+
 logger = logging.getLogger(__name__)
 
 TINY_MODEL_NAME = "sdmad-tiny"
@@ -28,7 +30,7 @@ _MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 _NO_WEIGHTS = (None, "", "none", "None", "random")
 
 
-class PretrainedWeightsUnavailableError(RuntimeError):
+class PretrainedWeightsUnavailableError(SDMADError, RuntimeError):
     """Pretrained weights were asked for but cannot be obtained (offline, unknown tag, missing file)."""
 
 

@@ -1,0 +1,73 @@
+"""Unreadable scans as records instead of exceptions.
+
+A DataLoader worker re-raises only the *text* of an exception in the main process (the project's DataError and
+its message are lost in a wrapped traceback), and a folder of 150 scans should not write nothing because of one
+bad file. So the scan -> slices transform of inference and evaluation is wrapped in ``RecordUnreadable``: a scan
+that fails with a project error becomes a record ``{"unreadable": {"source", "id", "reason"}}``; ``collate_slices``
+moves the records of a batch to ``batch["unreadable"]``; in the main process the ``UnreadableScans`` handler
+(sdmad.handlers) then skips them (listed in errors.csv) or stops with the original message, as ``on_error`` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+from monai.data import list_data_collate
+
+from sdmad.errors import one_line, project_error
+
+UNREADABLE_KEY = "unreadable"
+ON_ERROR = ("auto", "skip", "fail")
+
+
+def _source(item: Mapping[Hashable, Any]) -> str:
+    image = item.get("image")
+    meta = getattr(image, "meta", None)
+    return str(meta.get("filename_or_obj", "<in-memory image>")) if meta is not None else str(image)
+
+
+class RecordUnreadable:
+    """Wraps a transform (scan item -> slice items) so that a project error becomes an unreadable-scan record.
+
+    Any other exception (a bug) propagates unchanged.
+    """
+
+    def __init__(self, transform: Callable):
+        self.transform = transform
+
+    def __call__(self, item: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
+        try:
+            return self.transform(item)
+        except Exception as err:
+            cause = project_error(err)
+            if cause is None:
+                raise
+            return [{UNREADABLE_KEY: {"source": _source(item), "id": str(item.get("id", _source(item))),
+                                      "reason": one_line(cause)}}]
+
+
+def collate_slices(batch: list) -> dict[str, Any]:
+    """MONAI's ``list_data_collate`` over the slices of a batch of scans, with the batch's unreadable-scan records
+    under ``"unreadable"`` (a batch of unreadable scans only has no ``"image"``)."""
+    flat: list[dict] = []
+    for element in batch:
+        flat.extend(element if isinstance(element, list) else [element])
+    records = [item[UNREADABLE_KEY] for item in flat if UNREADABLE_KEY in item]
+    slices = [item for item in flat if UNREADABLE_KEY not in item]
+    collated = list_data_collate(slices) if slices else {}
+    if records:
+        collated[UNREADABLE_KEY] = records
+    return collated
+
+
+def error_policy(on_error: str, source: Any) -> str:
+    """``skip`` or ``fail`` for an inference input: ``auto`` skips unreadable scans of a folder of scans or a list,
+    and fails for a single scan (a file or one DICOM series folder)."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got '{on_error}'")
+    if on_error != "auto":
+        return on_error
+    from sdmad.data.inputs import is_scan_collection
+
+    return "skip" if is_scan_collection(source) else "fail"

@@ -1,0 +1,95 @@
+"""Errors a person can read (docs/usage.md): for `training`, `evaluating` and `inference` the last line on stderr
+is `sdmad: error: <file>: <what is wrong and what to do>`, with no traceback unless SDMAD_DEBUG asks for it; a
+folder of scans keeps going past an unreadable one (errors.csv, exit status 3)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT, bundle, last_line, ok
+
+
+def inference(inputs, out, *overrides: str, debug: bool = False) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
+               str(REPO_ROOT / "configs" / "inference.yaml"), "--bundle_root", str(REPO_ROOT), "--model_name",
+               "sdmad-tiny", "--pretrained", "none", "--checkpoint", "none", "--input", str(inputs), "--output_dir",
+               str(out), *overrides]
+    env = {**os.environ, "SDMAD_DEBUG": "1" if debug else ""}
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+
+
+def readable(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The command failed, its last line is the project's message with ``fragments``, and no traceback shows."""
+    line = last_line(result)
+    assert result.returncode != 0 and line.startswith("sdmad: error: "), result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in line, line
+    assert "Traceback" not in result.stderr and "Failed to evaluate" not in result.stderr, result.stderr[-3000:]
+    return line
+
+
+@pytest.fixture(scope="module")
+def scans(phantom_dir, tmp_path_factory):
+    """A folder of three NIfTI scans, one of them corrupt."""
+    folder = tmp_path_factory.mktemp("scans")
+    names = [v["name"] for v in json.loads((phantom_dir / "manifest.json").read_text())["volumes"][:2]]
+    for name in names:
+        shutil.copy(phantom_dir / "nifti" / f"{name}.nii.gz", folder)
+    (folder / "broken.nii.gz").write_bytes(b"\x1f\x8b not a volume")
+    return folder
+
+
+def test_a_corrupt_scan_is_one_readable_line_and_debug_shows_the_traceback(scans, tmp_path):
+    broken = scans / "broken.nii.gz"
+    readable(inference(broken, tmp_path / "out"), f"{broken}: cannot be read as nifti", "re-export it")
+    assert not (tmp_path / "out").exists()
+    debug = inference(broken, tmp_path / "out", debug=True)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_folder_keeps_going_past_an_unreadable_scan_with_workers(scans, tmp_path):
+    out = tmp_path / "out"
+    result = inference(scans, out, "--num_workers", "2")
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert last_line(result) == f"sdmad: 1 unreadable scan(s) skipped, 2 scored; reasons in {out / 'errors.csv'}"
+    errors = list(csv.DictReader((out / "errors.csv").open()))
+    assert [row["source"] for row in errors] == [str(scans / "broken.nii.gz")]
+    assert errors[0]["reason"].startswith(f"{scans / 'broken.nii.gz'}: cannot be read as nifti")
+    volumes = json.loads((out / "predictions.json").read_text())["volumes"]
+    assert len(volumes) == 2 and all(v["slices"] == 12 for v in volumes)
+    assert len((out / "volumes.csv").read_text().splitlines()) == 3
+
+
+def test_on_error_fail_stops_at_the_first_unreadable_scan(scans, tmp_path):
+    readable(inference(scans, tmp_path / "out", "--on_error", "fail", "--num_workers", "2"),
+             f"{scans / 'broken.nii.gz'}: cannot be read as nifti")
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_sign_file_and_weights_errors_name_their_file(scans, tmp_path):
+    scan = next(scans.glob("file_*.nii.gz"))
+    corrupt = tmp_path / "model.pt"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    readable(inference(scan, tmp_path / "a", "--checkpoint", str(corrupt)), f"{corrupt}: not a readable SD-MAD "
+                                                                            "checkpoint")
+    signs = tmp_path / "signs.yaml"
+    signs.write_text("task: x\nnormal: [a normal scan]\ncategories:\n  A: [one]\n  A: [two]\n")
+    readable(inference(scan, tmp_path / "b", "--sign_file", str(signs)), str(signs), "duplicate key 'A'")
+    missing = tmp_path / "ViT-L-14.safetensors"
+    readable(inference(scan, tmp_path / "c", "--pretrained", str(missing)), str(missing))
+
+
+def test_a_bad_label_csv_in_training_names_the_csv_line(phantom_dir, tmp_path):
+    table = tmp_path / "labels.csv"
+    rows = (phantom_dir / "labels.csv").read_text().splitlines()
+    rows[3] = rows[3].rsplit(",", 2)[0] + ",Brain tumour," + rows[3].rsplit(",", 1)[1]
+    table.write_text("\n".join(rows).replace("nifti/", f"{phantom_dir}/nifti/") + "\n")
+    result = bundle("training", phantom_dir, tmp_path, "--run_name", "csv", "--csv_file", str(table),
+                    extra=(str(REPO_ROOT / "configs" / "csv_task.yaml"),))
+    readable(result, f"{table}, line 4: unknown label 'Brain tumour'")
