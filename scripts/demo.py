@@ -11,9 +11,9 @@ import logging
 import time
 from pathlib import Path
 
-from sdmad.data.phantom import make_phantom_dataset
-from sdmad.experiments import headline_metrics, run_workflow
-from sdmad.pretraining import pretrain_tiny_clip
+from sdmad.data.phantom import ensure_phantom_dataset
+from sdmad.experiments import HEADLINE_METRICS, VARIANT_NAMES, report_variants, run_workflow
+from sdmad.pretraining import ensure_tiny_backbone
 
 
 def main() -> None:
@@ -27,23 +27,19 @@ def main() -> None:
     timings: dict[str, float] = {}
 
     phantom = root / "data" / "phantom"
-    if not (phantom / "manifest.json").is_file():
-        t = time.perf_counter()
-        make_phantom_dataset(phantom, progress=True)
+    t = time.perf_counter()
+    if ensure_phantom_dataset(phantom, progress=True):
         timings["phantom data"] = time.perf_counter() - t
     backbone = root / "models" / "sdmad-tiny-phantom.pt"
-    if not backbone.is_file():
-        t = time.perf_counter()
-        print(f"pretraining the tiny CLIP on phantom image-caption pairs -> {backbone} (once)")
-        pretrain_tiny_clip(backbone)
+    t = time.perf_counter()
+    if ensure_tiny_backbone(backbone):  # once per recipe
         timings["tiny CLIP pretraining"] = time.perf_counter() - t
 
     demo = ["configs/demo.yaml"]
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
     run_dir = root / "runs" / "demo"
-    for stale in (run_dir / "training" / "checkpoints").glob("*.pt"):
-        stale.unlink()  # the demo trains afresh each time (a real run resumes instead)
-    timings["training"] = run_workflow("training", root, demo, **overrides)
+    # the demo trains afresh each time (a real run resumes instead; the old folder is moved aside)
+    timings["training"] = run_workflow("training", root, demo, resume=False, **overrides)
     timings["evaluating"] = run_workflow("evaluating", root, demo, **overrides)
     timings["evaluating zero-shot"] = run_workflow("evaluating", root, demo, checkpoint="none", **overrides)
     listing = run_dir / "inference_inputs.txt"
@@ -55,13 +51,14 @@ def main() -> None:
                                         output_dir=str(run_dir / "inference"),
                                         checkpoint=str(run_dir / "training" / "model.pt"))
 
-    trained = headline_metrics(run_dir / "evaluating" / "report.json")
-    zero_shot = headline_metrics(run_dir / "evaluating_zero_shot" / "report.json")
-    print("\n" + "=" * 78 + "\nSD-MAD demo (phantom data, tiny CLIP, CPU)\n")
-    print(f"{'':28}{'zero-shot CLIP':>18}{'trained adapters':>20}")
-    for name in ("mean_category_auroc", "hamming_score", "subset_accuracy", "image_auroc"):
-        cells = [f"{v:.3f}" if v is not None else "undefined" for v in (zero_shot[name], trained[name])]
-        print(f"{name:28}{cells[0]:>18}{cells[1]:>20}")
+    variants = {**report_variants(run_dir / "evaluating_zero_shot" / "report.json", "zero_shot"),
+                **report_variants(run_dir / "evaluating" / "report.json", "trained")}
+    print("\n" + "=" * 100 + "\nSD-MAD demo (phantom data, tiny CLIP, CPU); test split of seed 0\n")
+    print(f"{'':44}{'category AUROC':>15}{'Hamming':>10}{'subset acc.':>13}{'image AUROC':>13}")
+    for variant in VARIANT_NAMES:
+        figures = variants[variant]
+        cells = [f"{figures[m]:.3f}" if figures[m] is not None else "-" for m in HEADLINE_METRICS]
+        print(f"{VARIANT_NAMES[variant]:44}{cells[0]:>15}{cells[1]:>10}{cells[2]:>13}{cells[3]:>13}")
     print(f"\nreport:    {run_dir / 'evaluating' / 'report.md'} (plots beside it)")
     print(f"baseline:  {run_dir / 'evaluating_zero_shot' / 'report.md'}")
     print(f"inference: {run_dir / 'inference' / 'volumes.csv'} ({len(volumes)} volumes: NIfTI, DICOM, .h5)")

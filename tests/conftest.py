@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ from sdmad.networks import SDMADNetwork
 from sdmad.signs import SignSet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+FASTMRI_PLUS = REPO_ROOT / "tests" / "data" / "fastmri_plus"  # the real fastMRI+ label files (MIT, README beside)
 
 
 @pytest.fixture
@@ -89,3 +92,53 @@ def bundle_inference(scan: Path, backbone: str | Path, checkpoint: str | Path, o
         model_name="sdmad-tiny", pretrained=str(backbone), checkpoint=str(checkpoint), input=str(scan),
         output_dir=str(out), num_workers=0)
     return json.loads((out / "predictions.json").read_text())
+
+
+# The config files of each workflow, as the README's commands layer them.
+CONFIGS = {
+    "training": ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml"],
+    "evaluating": ["configs/inference.yaml", "configs/common.yaml", "configs/evaluate.yaml"],
+    "inference": ["configs/inference.yaml", "configs/common.yaml"],
+}
+
+
+def bundle(workflow: str, phantom_dir: Path, runs: Path, *overrides: str, extra: tuple[str, ...] = (),
+           launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`python -m monai.bundle run <workflow>` in a subprocess on the phantom's fastMRI form, tiny random CLIP."""
+    files = [str(REPO_ROOT / f) for f in CONFIGS[workflow]] + list(extra)
+    command = [*(launcher or (sys.executable,)), "-m", "monai.bundle", "run", workflow, "--config_file", str(files),
+               "--bundle_root", str(REPO_ROOT), "--output_root", str(runs), "--model_name", "sdmad-tiny",
+               "--pretrained", "none", "--data_dir", str(phantom_dir / "h5"),
+               "--fastmri_plus_dir", str(phantom_dir / "fastmri_plus"), "--slice_index", "5",
+               "--study_level", "all_slices", "--shots", "1", "--margin", "0.2", "--num_workers", "0", *overrides]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """The result of a command that must succeed (else its output's tail is the assertion message)."""
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    """The last non-empty line a person sees on stderr."""
+    return [line for line in result.stderr.splitlines() if line.strip()][-1]
+
+
+def four_d_series(series: Path, folder: Path, positions: int = 3, time_points: int = 2) -> Path:
+    """A 4-D DICOM series in ``folder``: ``positions`` slices of the phantom ``series``, acquired ``time_points``
+    times (the same ImagePositionPatient repeated, TemporalPositionIdentifier and AcquisitionNumber 1, 2, ...)."""
+    import pydicom
+
+    source = sorted(series.glob("*.dcm"))[:positions]
+    folder.mkdir(parents=True)
+    for t in range(time_points):
+        for k, file in enumerate(source):
+            dataset = pydicom.dcmread(file)
+            dataset.TemporalPositionIdentifier = t + 1
+            dataset.AcquisitionNumber = t + 1
+            dataset.InstanceNumber = t * positions + k + 1
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+            dataset.save_as(folder / f"IM{t}_{k}.dcm")
+    return folder

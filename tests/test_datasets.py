@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA
+from conftest import FASTMRI_PLUS
 from sdmad.data import (
     DataError,
     bmad_items,
@@ -16,11 +16,9 @@ from sdmad.data import (
     sample_few_shot,
     split_by_group,
 )
-from sdmad.data.fastmri_plus import DEFAULT_CATEGORIES, unflip_box
+from sdmad.data.fastmri_plus import DEFAULT_CATEGORIES, h5_box
 from sdmad.data.items import item_labels, load_items_json
 from sdmad.data.phantom import CATEGORIES, make_volume, to_display
-
-FASTMRI_PLUS = SHARED_DATA / "fastmri_plus"
 
 
 @pytest.mark.parametrize("slice_index, abnormal, multi, rare", [
@@ -33,6 +31,23 @@ def test_real_fastmri_plus_counts(slice_index, abnormal, multi, rare):
     assert labels.abnormal_files() == abnormal
     assert labels.multi_label_files() == multi
     assert labels.rare_categories() == rare
+
+
+@pytest.mark.parametrize("slice_index", [5, 10])
+def test_slice_task_items_from_the_real_label_files_build_with_the_papers_five_categories(tmp_path, slice_index):
+    five = list(DEFAULT_CATEGORIES[:5])
+    files = (FASTMRI_PLUS / "brain.csv", FASTMRI_PLUS / "brain_file_list.csv")
+    labels = fastmri_plus_slice_labels(*files, slice_index, categories=five)
+    for name in labels.labels:  # a stand-in data folder holding every reviewed file
+        (tmp_path / f"{name}.h5").touch()
+    items = fastmri_plus_dataset_items(tmp_path, *files, slice_index, categories=five)
+    assert len(items) == len(labels.labels) and all(len(item["label"]) == 5 for item in items)
+    positives = np.stack([item["label"] for item in items]).sum(axis=0)
+    assert (positives > 0).all()  # every one of the five categories occurs, so a 1-shot split can be drawn
+    chosen = sample_few_shot(items, five, shots=1, seed=0)
+    assert np.stack([item["label"] for item in chosen]).sum(axis=0).min() >= 1
+    with pytest.raises(DataError, match="has 0 images in the training pool.*--categories"):
+        sample_few_shot(fastmri_plus_dataset_items(tmp_path, *files, slice_index), list(DEFAULT_CATEGORIES), shots=1)
 
 
 def test_real_fastmri_plus_policies():
@@ -62,17 +77,20 @@ def test_phantom_fastmri_plus_join_and_unflipped_boxes(phantom_dir):
     at_five = fastmri_plus_slice_labels(phantom_dir / "fastmri_plus" / "brain.csv",
                                         phantom_dir / "fastmri_plus" / "brain_file_list.csv", 5)
     assert at_five.positives()[DEFAULT_CATEGORIES[5]] == 0
-    # boxes: un-flipped, they bound the finding in the .h5 (display) orientation
+    # boxes: drawn on the display (the project's slice orientation); in the .h5 array's rows they are flipped
     name = next(n for n, labels in truth.items() if "Nonspecific lesion" in labels)
     index = [v["name"] for v in manifest["volumes"]].index(name)
     phantom = make_volume(name, tuple(manifest["volumes"][index]["labels"]), np.random.default_rng([0, index]), 64, 12)
     box = next(b for b in at_five.boxes[name] if b.label == "Nonspecific lesion")
-    fixed = unflip_box(box, image_height=64)
-    rows, columns = np.nonzero(to_display(phantom.masks["Nonspecific lesion"][..., 5]))
-    assert (fixed.x, fixed.y, fixed.width, fixed.height) == (columns.min(), rows.min(),
-                                                             columns.max() - columns.min() + 1,
-                                                             rows.max() - rows.min() + 1)
-    assert box.y != fixed.y or box.height == 64 - 2 * box.y
+    display = to_display(phantom.masks["Nonspecific lesion"][..., 5])
+
+    def bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+        rows, columns = np.nonzero(mask)
+        return columns.min(), rows.min(), columns.max() - columns.min() + 1, rows.max() - rows.min() + 1
+
+    assert (box.x, box.y, box.width, box.height) == bounds(display)
+    in_h5 = h5_box(box, image_height=64)
+    assert (in_h5.x, in_h5.y, in_h5.width, in_h5.height) == bounds(display[::-1])
 
 
 def test_fastmri_plus_folder_without_the_files(tmp_path, phantom_dir):
@@ -159,21 +177,3 @@ def test_phantom_is_deterministic():
     assert a.masks["Craniotomy"].any() and a.masks["Enlarged ventricles"].sum() > 0
     with pytest.raises(ValueError, match="unknown phantom categories"):
         make_volume("x", ("Tumour",), np.random.default_rng(0))
-
-
-def test_run_splits_are_reused_only_with_the_same_settings(phantom_dir, tmp_path):
-    from sdmad.data import run_splits
-
-    items = csv_items(phantom_dir / "labels.csv", CATEGORIES, group_column="patient")
-    calls = []
-
-    def items_fn():
-        calls.append(1)
-        return items
-
-    path = tmp_path / "splits.json"
-    first = run_splits(items_fn, CATEGORIES, 1, None, 0.1, 0, path)
-    again = run_splits(items_fn, CATEGORIES, 1, None, 0.1, 0, path)
-    assert len(calls) == 1 and [i["id"] for i in again["test"]] == [i["id"] for i in first["test"]]
-    run_splits(items_fn, CATEGORIES, 1, None, 0.3, 0, path)  # another validation fraction: made anew
-    assert len(calls) == 2

@@ -51,6 +51,16 @@ def test_a_category_is_never_left_empty_and_the_forced_keep_is_reported():
     assert selection.category_mask().any(dim=1).all()
 
 
+def test_none_mode_keeps_every_sign_and_still_reports_the_distances():
+    features = on_circle(0, 10, 5, 90)  # distance mode drops signs here (see the forced-keep test)
+    selection = select_signs(features, torch.tensor([0, 0, 1, 1]), ["A", "B"], mode="none")
+    assert selection.kept.all() and selection.mode == "none" and not selection.forced_categories
+    assert set(selection.reasons) == {"kept: sign selection off (none)"}
+    assert torch.allclose(selection.own_distance, select_signs(features, torch.tensor([0, 0, 1, 1]),
+                                                               ["A", "B"]).own_distance)
+    assert selection.category_mask().sum() == 4
+
+
 def test_support_mode_drops_a_sign_that_ranks_its_own_images_last():
     features = on_circle(0, 10, 90, 100)
     # support images: two of A near 90 degrees (!), two of B near 0 degrees, so every sign ranks badly,

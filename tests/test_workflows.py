@@ -4,39 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 import torch
-from conftest import REPO_ROOT, build_tiny
+from conftest import REPO_ROOT, build_tiny, bundle, ok
 from sdmad.checkpoints import CheckpointError, load_model, save_model
-
-CONFIGS = {
-    "training": ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml"],
-    "evaluating": ["configs/inference.yaml", "configs/common.yaml", "configs/evaluate.yaml"],
-    "inference": ["configs/inference.yaml", "configs/common.yaml"],
-}
-
-
-def bundle(workflow: str, phantom_dir: Path, runs: Path, *overrides: str, extra: tuple[str, ...] = (),
-           launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    files = [str(REPO_ROOT / f) for f in CONFIGS[workflow]] + list(extra)
-    command = [*(launcher or (sys.executable,)), "-m", "monai.bundle", "run", workflow, "--config_file", str(files),
-               "--bundle_root", str(REPO_ROOT), "--output_root", str(runs), "--model_name", "sdmad-tiny",
-               "--pretrained", "none", "--data_dir", str(phantom_dir / "h5"),
-               "--fastmri_plus_dir", str(phantom_dir / "fastmri_plus"), "--slice_index", "5",
-               "--study_level", "all_slices", "--shots", "1", "--margin", "0.2", "--num_workers", "0", *overrides]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +30,8 @@ def test_training_writes_its_run_folder(trained):
     groups = {name: {item["group"] for item in splits[name]} for name in ("train", "val", "test")}
     assert not groups["train"] & groups["test"] and not groups["val"] & groups["test"]
     config = json.loads((run / "config.json").read_text())
-    assert config["shots"] == 1 and config["model_name"] == "sdmad-tiny" and config["lam"] == 0.9
+    assert config["split"]["shots"] == 1 and config["model"]["model_name"] == "sdmad-tiny" and config["model"]["lam"] == 0.9
+    assert config["training"]["margin"] == 0.2
 
 
 def test_evaluation_report_validates_and_matches_the_predictions(trained, phantom_dir):
@@ -73,6 +49,22 @@ def test_evaluation_report_validates_and_matches_the_predictions(trained, phanto
     ok(bundle("evaluating", phantom_dir, trained, "--run_name", "e2e", "--checkpoint", "none"))
     zero_shot = json.loads((trained / "e2e" / "evaluating_zero_shot" / "report.json").read_text())
     assert zero_shot["run"]["zero_shot"] and zero_shot["data"] == report["data"]  # the same test split
+
+
+@pytest.mark.parametrize("mode", ["none", "support"])
+def test_the_sign_selection_ablations_run_from_evaluation(trained, phantom_dir, mode):
+    """"Ours (no SS)" keeps every sign; "support" ranks the run's few-shot items. The model's thresholds were
+    calibrated under "distance", so evaluation calibrates again on the validation split for the selection used."""
+    ok(bundle("evaluating", phantom_dir, trained, "--run_name", "e2e", "--sign_selection", mode))
+    report = json.loads((trained / "e2e" / "evaluating" / "report.json").read_text())
+    assert report["sign_selection"]["mode"] == mode
+    calibration = report["protocols"]["multi_label"]["rules"]["calibrated"]["calibration"]
+    assert calibration["sign_selection"] == mode and calibration["source"].startswith("validation split")
+    signs = [s for c in report["sign_selection"]["categories"].values() for s in c["signs"]]
+    if mode == "none":
+        assert all(sign["kept"] for sign in signs)
+    else:
+        assert all("support_auroc" in sign for sign in signs)
 
 
 def test_inference_on_nifti_dicom_and_h5_gives_the_same_scores(trained, phantom_dir, tmp_path):

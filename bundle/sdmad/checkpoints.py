@@ -1,12 +1,15 @@
 """SD-MAD checkpoints: adapter weights plus the configuration they belong to, written atomically.
 
-A model file (`model.pt`) is ``{"network": <adapter state dict>, "sdmad": <config record>}``; a training
-checkpoint adds the optimizer and trainer states. Loading uses ``torch.load(weights_only=True)``: both hold only
+A model file (`model.pt`) is ``{"network": <adapter state dict>, "sdmad": <config record>}`` plus, when
+training made them, ``"calibration"`` (the calibrated decision thresholds, sdmad.calibration) and
+``"run_config"`` (the settings of the run that trained it); a training checkpoint adds the optimizer, trainer
+and run config. Loading uses ``torch.load(weights_only=True)``: both hold only
 tensors and plain Python values.
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +17,15 @@ import torch
 from torch import nn
 
 from sdmad.atomic import atomic_path
+from sdmad.calibration import Calibration
+from sdmad.errors import SDMADError
 
 RECORD_KEY = "sdmad"
+CALIBRATION_KEY = "calibration"
+RUN_CONFIG_KEY = "run_config"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SDMADError, RuntimeError):
     """A checkpoint is unreadable, or belongs to another configuration; the message says which and why."""
 
 
@@ -32,12 +39,17 @@ def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint file (weights only) or raise a CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: checkpoint not found; pass the model.pt of a training run (--checkpoint) or "
+                              f"none for zero-shot CLIP")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, not a torch file, unsafe pickle: all mean "not a usable checkpoint"
-        raise CheckpointError(f"{path}: not a readable SD-MAD checkpoint (corrupt, truncated or another format): "
-                              f"{type(err).__name__}: {err}") from err
+    except pickle.UnpicklingError as err:  # weights-only loading met a pickled object it will not run
+        raise CheckpointError(f"{path}: holds pickled Python objects, which weights-only loading refuses (a checkpoint "
+                              f"may run code when unpickled); use a model.pt written by SD-MAD training") from err
+    except Exception as err:  # truncated zip, not a torch file: all mean "not a usable checkpoint"
+        raise CheckpointError(f"{path}: not a readable SD-MAD checkpoint (corrupt, truncated or another format: "
+                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); use a "
+                              f"model.pt written by SD-MAD training") from err
     if not isinstance(content, dict) or "network" not in content or RECORD_KEY not in content:
         keys = sorted(content) if isinstance(content, dict) else type(content).__name__
         raise CheckpointError(f"{path}: not an SD-MAD checkpoint (expected 'network' and '{RECORD_KEY}', got {keys})")
@@ -82,13 +94,22 @@ def load_or_bypass(network: nn.Module, checkpoint: str | Path | None) -> None:
     """Load the checkpoint's adapters, or without one set the adapters to identity: zero-shot CLIP."""
     checkpoint = checkpoint_or_none(checkpoint)
     _unwrap(network).bypass_adapters(checkpoint is None)
-    if checkpoint is not None:
+    if checkpoint is None:
+        _unwrap(network).checkpoint, _unwrap(network).calibration = None, None
+    else:
         load_model(network, checkpoint)
 
 
-def save_model(network: nn.Module, path: str | Path) -> None:
-    """Write the adapters and their configuration record as `model.pt`, atomically."""
-    save_atomic({"network": _unwrap(network).state_dict(), RECORD_KEY: ConfigRecord(network).state_dict()}, path)
+def save_model(network: nn.Module, path: str | Path, calibration: Calibration | None = None,
+               run_config: dict | None = None) -> None:
+    """Write the adapters and their configuration record as `model.pt`, atomically, with the calibrated
+    thresholds and the run config when given."""
+    content = {"network": _unwrap(network).state_dict(), RECORD_KEY: ConfigRecord(network).state_dict()}
+    if calibration is not None:
+        content[CALIBRATION_KEY] = calibration.to_dict()
+    if run_config is not None:
+        content[RUN_CONFIG_KEY] = run_config
+    save_atomic(content, path)
 
 
 def load_model(network: nn.Module, path: str | Path) -> None:
@@ -103,3 +124,6 @@ def load_model(network: nn.Module, path: str | Path) -> None:
         _unwrap(network).load_state_dict(content["network"])
     except RuntimeError as err:
         raise CheckpointError(f"{path}: adapter weights do not fit this network: {err}") from err
+    calibration = content.get(CALIBRATION_KEY)
+    _unwrap(network).checkpoint = str(path)
+    _unwrap(network).calibration = Calibration.from_dict(calibration) if calibration else None

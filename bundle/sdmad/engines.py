@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from sdmad.inference import SignSelection, score_images, select_signs
+from sdmad.calibration import Calibration, Calibrator, check_decision_rule
+from sdmad.checkpoints import CheckpointError
+from sdmad.inference import Scores, SignSelection, score_images, select_signs
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -38,57 +40,104 @@ def train_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class PreparedText:
-    """Sign features, anchor and sign selection, computed once per evaluation run."""
+    """What scoring needs, fixed once per evaluation run: sign features, anchor, the Eq. 6 selection, and the
+    decision rule (with its thresholds when calibrated)."""
 
     sign_features: torch.Tensor
     anchor: torch.Tensor
     selection: SignSelection
+    decision_rule: str = "paper"
+    calibration: Calibration | None = None
+
+    def margins(self, scores: Scores) -> torch.Tensor:
+        """[B, C] the run's rule as a margin, present iff > 0: Eq. 8's min_t cos(f, t) - cos(f, anchor), or
+        s_c - threshold_c."""
+        if self.decision_rule == "calibrated":
+            return scores.category_scores - self.calibration.threshold_tensor(scores.category_scores)
+        return scores.margins
+
+    def decide(self, scores: Scores) -> torch.Tensor:
+        """[B, C] bool decisions of the run's rule."""
+        return self.margins(scores) > 0
+
+
+@torch.no_grad()
+def prepare_text(network: torch.nn.Module, mode: str = "distance", support_loader: Any = None,
+                 device: torch.device | str = "cpu") -> PreparedText:
+    """Current sign features and anchor of ``network`` and their sign selection (``mode`` "support" encodes the
+    few-shot images of ``support_loader``)."""
+    network = unwrap(network)
+    network.eval()
+    sign_features, anchor = network.sign_features(), network.anchor_feature()
+    support_features = support_labels = None
+    if mode == "support":
+        if support_loader is None:
+            raise ValueError("sign selection mode 'support' needs the few-shot items: it is available in `training` "
+                             "and `evaluating` (their support loader), not in `inference`")
+        batches = [(network.encode_images(b["image"].to(device)), b["label"]) for b in support_loader if "image" in b]
+        support_features = torch.cat([f for f, _ in batches])
+        support_labels = torch.cat([torch.as_tensor(y) for _, y in batches])
+    selection = select_signs(sign_features, network.sign_category, network.signs.category_names, mode,
+                             support_features, support_labels)
+    return PreparedText(sign_features, anchor, selection)
 
 
 class SignSelectionHandler:
-    """At the start of every evaluation run, fix the text side: current sign features, anchor, Eq. 6 selection.
+    """At the start of every evaluation run, fix the text side (sign features, anchor, Eq. 6 selection) and the
+    decision rule; stored as ``engine.state.sdmad_text`` for ``evaluate_iteration`` and the report handlers.
 
-    Stored as ``engine.state.sdmad_text`` for ``evaluate_iteration`` and the report handlers.
+    Thresholds for the ``calibrated`` rule come from the loaded checkpoint (``network.calibration``) when they were
+    computed with the same sign selection; otherwise from ``calibrator`` (the validation split, in `evaluating`).
+    Evaluation always prepares them, so that its report can show both rules.
 
     Args:
-        mode: sign selection mode ("distance", the paper, or "support").
+        mode: sign selection mode: "distance" (the paper), "support" or "none" (every sign kept: "no SS").
         support_loader: with mode "support", a loader of the few-shot items (their image features are used).
+        decision_rule: "paper" (Eq. 8) or "calibrated" (per-category thresholds on s_c).
+        calibrator: computes thresholds when the network has none for this selection (see sdmad.calibration).
     """
 
-    def __init__(self, mode: str = "distance", support_loader: Any = None):
-        self.mode, self.support_loader = mode, support_loader
+    def __init__(self, mode: str = "distance", support_loader: Any = None, decision_rule: str = "paper",
+                 calibrator: Calibrator | None = None):
+        self.mode, self.support_loader, self.calibrator = mode, support_loader, calibrator
+        self.decision_rule = check_decision_rule(decision_rule)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self)
 
-    @torch.no_grad()
     def __call__(self, engine: Engine) -> None:
         network = unwrap(engine.network)
-        network.eval()
-        sign_features, anchor = network.sign_features(), network.anchor_feature()
-        support_features = support_labels = None
-        if self.mode == "support":
-            if self.support_loader is None:
-                raise ValueError("sign selection mode 'support' needs the few-shot items (support_loader)")
-            batches = [(network.encode_images(b["image"].to(engine.state.device)), b["label"]) for b in
-                       self.support_loader]
-            support_features = torch.cat([f for f, _ in batches])
-            support_labels = torch.cat([torch.as_tensor(y) for _, y in batches])
-        selection = select_signs(sign_features, network.sign_category, network.signs.category_names, self.mode,
-                                 support_features, support_labels)
-        engine.state.sdmad_text = PreparedText(sign_features, anchor, selection)
+        text = prepare_text(network, self.mode, self.support_loader, engine.state.device)
+        calibration = network.calibration
+        if calibration is not None and calibration.sign_selection != self.mode:
+            calibration = None  # thresholds of scores under another selection do not apply
+        if calibration is None and self.calibrator is not None:
+            calibration = self.calibrator(network, text)
+        if self.decision_rule == "calibrated" and calibration is None:
+            raise CheckpointError(f"{network.checkpoint or 'zero-shot CLIP'}: no calibrated thresholds for sign "
+                                  f"selection '{self.mode}' (models trained before thresholds were stored, or with "
+                                  f"another selection, have none); pass --decision_rule paper, or retrain")
+        text.decision_rule, text.calibration = self.decision_rule, calibration
+        engine.state.sdmad_text = text
 
 
 def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
-    """Scores (Eq. 7), decisions (Eq. 8) and normal-vs-abnormal scores of a batch, with its labels and ids."""
+    """Scores (Eq. 7), decisions and margins of the run's rule, Eq. 8 margins, normal-vs-abnormal scores of a
+    batch, with its labels and ids."""
     text: PreparedText = engine.state.sdmad_text
     network = unwrap(engine.network)
     network.eval()
+    if "image" not in batch:  # every scan of the batch was unreadable (recorded by the UnreadableScans handler)
+        images = torch.empty(0, 3, network.image_size, network.image_size)
+        batch = {**batch, "label": torch.empty(0, len(network.signs.category_names))} if "label" in batch else batch
+    else:
+        images = batch["image"]
     with torch.inference_mode():  # no autograd state at all (lighter than no_grad)
-        features = network.encode_images(batch["image"].to(engine.state.device, non_blocking=True))
+        features = network.encode_images(images.to(engine.state.device, non_blocking=True))
         scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
-    output = {"scores": scores.category_scores, "decisions": scores.decisions, "anomaly": scores.anomaly_score,
-              "margins": scores.margins, "source": batch.get("source"), "slice_index": batch.get("slice_index")}
+    output = {"scores": scores.category_scores, "decisions": text.decide(scores), "margins": text.margins(scores),
+              "paper_margins": scores.margins, "anomaly": scores.anomaly_score, "source": batch.get("source"),
+              "slice_index": batch.get("slice_index")}
     if "label" in batch:
         output["label"] = batch["label"].to(scores.category_scores.device).float()
     return output

@@ -22,6 +22,12 @@ WORKFLOW_CONFIGS = {
     "inference": ["configs/inference.yaml", "configs/common.yaml"],
 }
 HEADLINE_METRICS = ("mean_category_auroc", "hamming_score", "subset_accuracy", "image_auroc")
+DECISION_METRICS = ("hamming_score", "subset_accuracy")
+VARIANT_NAMES = {
+    "zero_shot": "zero-shot CLIP (adapters off), Eq. 8", "zero_shot_calibrated": "zero-shot CLIP, calibrated",
+    "trained": "SD-MAD (trained adapters), Eq. 8", "trained_calibrated": "SD-MAD, calibrated",
+    "all_absent": "all-absent predictor (trivial)",
+}
 
 
 def run_workflow(workflow: str, bundle_root: str | Path = ".", extra_configs: Sequence[str] = (),
@@ -34,31 +40,56 @@ def run_workflow(workflow: str, bundle_root: str | Path = ".", extra_configs: Se
     return time.perf_counter() - start
 
 
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) else None
+
+
+def report_variants(report_file: str | Path, name: str) -> dict[str, dict[str, float | None]]:
+    """The headline figures of a report.json under each decision rule: ``{name: ..., name_calibrated: ...}``
+    (AUROCs do not depend on the rule), plus the all-absent predictor's protocol-2 figures."""
+    protocols = json.loads(Path(report_file).read_text())["protocols"]
+    multi = protocols["multi_label"]
+    aurocs = {"mean_category_auroc": _number(protocols["category_auroc"]["mean"]),
+              "image_auroc": _number(protocols["general_ad"]["image_auroc"])}
+    variants = {name: {**aurocs, **{m: _number(multi["rules"]["paper"][m]) for m in DECISION_METRICS}}}
+    calibrated = multi["rules"]["calibrated"]
+    if isinstance(calibrated, dict):
+        variants[f"{name}_calibrated"] = {**aurocs, **{m: _number(calibrated[m]) for m in DECISION_METRICS}}
+    variants["all_absent"] = {"mean_category_auroc": None, "image_auroc": None,
+                              **{m: _number(multi[f"{m}_all_absent"]) for m in DECISION_METRICS}}
+    return variants
+
+
 def headline_metrics(report_file: str | Path) -> dict[str, float | None]:
-    """The headline figures of a report.json (None where undefined)."""
+    """The headline figures of a report.json under its own decision rule (None where undefined)."""
     protocols = json.loads(Path(report_file).read_text())["protocols"]
     values = {"mean_category_auroc": protocols["category_auroc"]["mean"],
               "hamming_score": protocols["multi_label"]["hamming_score"],
               "subset_accuracy": protocols["multi_label"]["subset_accuracy"],
               "image_auroc": protocols["general_ad"]["image_auroc"]}
-    return {name: (value if isinstance(value, (int, float)) else None) for name, value in values.items()}
+    return {name: _number(value) for name, value in values.items()}
+
+
+def mean_std(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof 1; None with fewer than two values)."""
+    return {"mean": float(np.mean(values)) if values else None,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None, "seeds_defined": len(values)}
 
 
 def summarise_seeds(per_seed: dict[int, dict[str, dict[str, float | None]]]) -> dict[str, Any]:
-    """Mean and standard deviation over seeds, per model variant ("trained", "zero_shot") and metric.
+    """Mean and sample standard deviation over seeds, per model variant and metric.
 
     A metric undefined on some seed is summarised over the seeds where it is defined, and says how many.
     """
-    variants = sorted({variant for runs in per_seed.values() for variant in runs})
+    variants = [v for v in VARIANT_NAMES if any(v in runs for runs in per_seed.values())]
+    variants += sorted({v for runs in per_seed.values() for v in runs} - set(variants))
     summary: dict[str, Any] = {"seeds": sorted(per_seed), "per_seed": per_seed, "mean_std": {}}
     for variant in variants:
-        summary["mean_std"][variant] = {}
-        for metric in HEADLINE_METRICS:
-            values = [runs[variant][metric] for runs in per_seed.values() if runs[variant][metric] is not None]
-            summary["mean_std"][variant][metric] = {
-                "mean": float(np.mean(values)) if values else None,
-                "std": float(np.std(values)) if values else None, "seeds_defined": len(values)}
-    if {"trained", "zero_shot"} <= set(variants):
+        summary["mean_std"][variant] = {
+            metric: mean_std([runs[variant][metric] for runs in per_seed.values()
+                              if variant in runs and runs[variant][metric] is not None])
+            for metric in HEADLINE_METRICS}
+    if all({"trained", "zero_shot"} <= set(runs) for runs in per_seed.values()):
         gains = [runs["trained"]["mean_category_auroc"] - runs["zero_shot"]["mean_category_auroc"]
                  for runs in per_seed.values()
                  if None not in (runs["trained"]["mean_category_auroc"], runs["zero_shot"]["mean_category_auroc"])]
@@ -66,18 +97,31 @@ def summarise_seeds(per_seed: dict[int, dict[str, dict[str, float | None]]]) -> 
     return summary
 
 
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
 def summary_markdown(summary: dict[str, Any], command: str) -> str:
+    """Mean ± sample std over seeds, then every seed's figures, for each variant (both decision rules, the
+    all-absent predictor, zero-shot CLIP)."""
     def cell(entry: dict) -> str:
         if entry["mean"] is None:
-            return "undefined"
-        return f"{entry['mean']:.3f} ± {entry['std']:.3f}"
+            return "—"
+        return f"{entry['mean']:.3f} ± {entry['std']:.3f}" if entry["std"] is not None else f"{entry['mean']:.3f}"
 
-    lines = [f"Seeds {summary['seeds']}; mean ± std over seeds. Command: `{command}`", "",
-             "| model | mean category AUROC | Hamming score | subset accuracy | image AUROC |", "|---|---|---|---|---|"]
-    names = {"zero_shot": "zero-shot (adapters off)", "trained": "trained (SD-MAD adapters)"}
+    header = "| model | mean category AUROC | Hamming score | subset accuracy | image AUROC |"
+    lines = [f"Seeds {summary['seeds']}; mean ± sample std (ddof 1) over seeds. Command: `{command}`", "",
+             header, "|---|---|---|---|---|"]
     for variant, metrics in summary["mean_std"].items():
-        lines.append(f"| {names.get(variant, variant)} | " + " | ".join(cell(metrics[m]) for m in HEADLINE_METRICS)
-                     + " |")
+        lines.append(f"| {VARIANT_NAMES.get(variant, variant)} | "
+                     + " | ".join(cell(metrics[m]) for m in HEADLINE_METRICS) + " |")
+    lines += ["", "Per seed:", "", "| seed | model | mean category AUROC | Hamming score | subset accuracy | "
+              "image AUROC |", "|---|---|---|---|---|---|"]
+    for seed, runs in summary["per_seed"].items():
+        for variant in summary["mean_std"]:
+            if variant in runs:
+                lines.append(f"| {seed} | {VARIANT_NAMES.get(variant, variant)} | "
+                             + " | ".join(_cell(runs[variant][m]) for m in HEADLINE_METRICS) + " |")
     if "mean_category_auroc_gain" in summary:
         gains = ", ".join(f"{g:+.3f}" for g in summary["mean_category_auroc_gain"]["per_seed"])
         lines += ["", f"Gain in mean category AUROC, trained minus zero-shot, per seed: {gains}"]
@@ -86,20 +130,21 @@ def summary_markdown(summary: dict[str, Any], command: str) -> str:
 
 def multi_seed(seeds: Sequence[int], run_name: str, bundle_root: str | Path = ".", extra_configs: Sequence[str] = (),
                zero_shot: bool = True, command: str = "", **overrides: Any) -> dict[str, Any]:
-    """Sampling -> training -> evaluation (and the zero-shot baseline on the same test split) for every seed;
-    writes `<runs>/<run_name>/summary.json` and `summary.md`."""
+    """Sampling -> training (afresh) -> evaluation (and the zero-shot baseline on the same test split) for every
+    seed, each under both decision rules beside the all-absent predictor; writes `<runs>/<run_name>/summary.json`
+    and `summary.md`."""
     root = Path(bundle_root)
     per_seed: dict[int, dict[str, dict[str, float | None]]] = {}
     for seed in seeds:
         name = f"{run_name}/seed{seed}"
         common = dict(extra_configs=extra_configs, run_name=name, seed=seed, **overrides)
-        run_workflow("training", root, **common)
+        run_workflow("training", root, resume=False, **common)  # each benchmark run starts afresh
         run_workflow("evaluating", root, **common)
-        per_seed[seed] = {"trained": headline_metrics(root / "runs" / name / "evaluating" / "report.json")}
+        per_seed[seed] = report_variants(root / "runs" / name / "evaluating" / "report.json", "trained")
         if zero_shot:
             run_workflow("evaluating", root, checkpoint="none", **common)
-            per_seed[seed]["zero_shot"] = headline_metrics(
-                root / "runs" / name / "evaluating_zero_shot" / "report.json")
+            per_seed[seed].update(report_variants(root / "runs" / name / "evaluating_zero_shot" / "report.json",
+                                                  "zero_shot"))
         logger.info("seed %d: %s", seed, per_seed[seed])
     summary = summarise_seeds(per_seed)
     summary["command"] = command

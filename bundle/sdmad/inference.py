@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-SELECTION_MODES = ("distance", "support")
+SELECTION_MODES = ("distance", "support", "none")
 
 
 @dataclass
@@ -30,6 +30,7 @@ class SignSelection:
     reasons: list[str]
     support_auroc: torch.Tensor | None = None
     forced_categories: list[str] = field(default_factory=list)
+    mode: str = "distance"
 
     def category_mask(self) -> torch.Tensor:
         """[C, n_signs] bool: sign t counts for category c (kept and of category c)."""
@@ -92,7 +93,8 @@ def select_signs(
 
     Decisions beyond the paper (docs/method.md): a category with one sign keeps it; when every sign of a
     category would be dropped, the one with the smallest D(t,c) - delta(t) is kept and the category is reported
-    in ``forced_categories``. ``mode="support"`` additionally drops a sign whose cosine ranks the few-shot
+    in ``forced_categories``. ``mode="none"`` keeps every sign (the paper's "Ours (no SS)" ablation; D and delta
+    are still reported). ``mode="support"`` additionally drops a sign whose cosine ranks the few-shot
     images of its own category below those of the others (AUROC <= 0.5; signs whose category has no
     positive or no negative support image are judged by distance alone).
 
@@ -100,7 +102,7 @@ def select_signs(
         sign_features: [n_signs, E] normalised text features of all signs.
         sign_category: [n_signs] category index of each sign.
         category_names: names of the C categories, in index order.
-        mode: "distance" (the paper) or "support".
+        mode: "distance" (the paper), "support" or "none".
         support_features: [N, E] normalised few-shot image features (mode "support").
         support_labels: [N, C] multi-hot labels of the support images (mode "support").
     """
@@ -117,8 +119,12 @@ def select_signs(
         to_category = per_category.min(dim=-1).values  # [n, C]
         own = to_category.gather(1, sign_category[:, None]).squeeze(1)
         others = to_category.scatter(1, sign_category[:, None], float("inf")).min(dim=1).values
-        kept = own < others
-        reasons = ["kept" if k else "dropped: nearer to another category" for k in kept.tolist()]
+        if mode == "none":
+            kept = torch.ones_like(own, dtype=torch.bool)
+            reasons = ["kept: sign selection off (none)"] * len(kept)
+        else:
+            kept = own < others
+            reasons = ["kept" if k else "dropped: nearer to another category" for k in kept.tolist()]
 
         support_auroc = None
         if mode == "support":
@@ -144,7 +150,7 @@ def select_signs(
                 forced.append(name)
     return SignSelection(
         category_names=list(category_names), sign_category=sign_category, kept=kept, own_distance=own,
-        other_distance=others, reasons=reasons, support_auroc=support_auroc, forced_categories=forced,
+        other_distance=others, reasons=reasons, support_auroc=support_auroc, forced_categories=forced, mode=mode,
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from sdmad.atomic import write_json_atomic, write_text_atomic
 
 UNDEFINED = "undefined"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def undefined_if_none(value: Any) -> Any:
@@ -41,14 +41,64 @@ def versions() -> dict[str, str]:
             "open_clip": open_clip.__version__, "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 
-def category_counts(labels: np.ndarray, categories: Sequence[str]) -> dict[str, dict[str, int]]:
-    return {name: {"positive": int((labels[:, c] > 0).sum()), "negative": int((labels[:, c] == 0).sum())}
-            for c, name in enumerate(categories)}
+def category_counts(labels: np.ndarray, categories: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per category: positives, negatives and prevalence (share of positives) of the test split."""
+    return {name: {"positive": int((labels[:, c] > 0).sum()), "negative": int((labels[:, c] == 0).sum()),
+                   "prevalence": round(float((labels[:, c] > 0).mean()), 6)} for c, name in enumerate(categories)}
 
 
-def build_report(metrics: dict[str, Any], categories: Sequence[str], labels: np.ndarray, selection: dict,
-                 run: dict[str, Any], files: dict[str, Any]) -> dict[str, Any]:
-    """The report document; every metric is a number or "undefined"."""
+def decision_figures(decisions: np.ndarray, labels: np.ndarray, categories: Sequence[str]) -> dict[str, Any]:
+    """Protocol 2 for one decision rule: Hamming score, subset accuracy, Jaccard, positive decisions per category."""
+    from sdmad.metrics import example_jaccard, hamming_score, subset_accuracy
+
+    decisions = np.asarray(decisions).astype(bool)
+    return {"hamming_score": round(hamming_score(decisions, labels), 6),
+            "subset_accuracy": round(subset_accuracy(decisions, labels), 6),
+            "jaccard": round(example_jaccard(decisions, labels), 6),
+            "positive_decisions": {name: int(decisions[:, c].sum()) for c, name in enumerate(categories)}}
+
+
+PROTOCOL_2 = ("hamming_score", "subset_accuracy", "jaccard")
+
+
+def multi_label_section(arrays: dict[str, np.ndarray], categories: Sequence[str], decision_rule: str,
+                        calibration: Any) -> dict[str, Any]:
+    """Protocol 2 under the run's rule, each figure beside the all-absent predictor's (``<metric>_all_absent``),
+    and both rules in full (``rules``): Eq. 8 always, the calibrated thresholds when there are any."""
+    labels = arrays["label"]
+    rules: dict[str, Any] = {"paper": decision_figures(arrays["paper_margins"] > 0, labels, categories)}
+    if calibration is None:
+        rules["calibrated"] = "not available: no calibrated thresholds (no validation or training items)"
+    else:
+        rules["calibrated"] = {**decision_figures(arrays["scores"] > np.asarray(calibration.thresholds), labels,
+                                                  categories), "calibration": calibration.to_dict()}
+    all_absent = decision_figures(np.zeros_like(labels, dtype=bool), labels, categories)
+    chosen = decision_figures(arrays["decisions"], labels, categories)
+    section: dict[str, Any] = {"decision_rule": decision_rule}
+    for name in PROTOCOL_2:
+        section[name] = chosen[name]
+        section[f"{name}_all_absent"] = all_absent[name]
+    section["positive_decisions"] = chosen["positive_decisions"]
+    section["rules"] = rules
+    return section
+
+
+def build_report(metrics: dict[str, Any], categories: Sequence[str], sign_prompts: Sequence[str],
+                 arrays: dict[str, np.ndarray], text: Any, run: dict[str, Any], files: dict[str, Any],
+                 resamples: int = 1000) -> dict[str, Any]:
+    """The report document; every metric is a number or "undefined".
+
+    Args:
+        metrics: the evaluator's metrics (category AUROCs, image AUROC).
+        sign_prompts: every sign prompt, in the network's order (for the sign selection table).
+        arrays: the collected predictions (sdmad.handlers.PredictionCollector.arrays).
+        text: the run's sdmad.engines.PreparedText (selection, decision rule, calibration).
+        run: what ran (command, checkpoint, seed, ...); its seed also seeds the bootstrap.
+        resamples: bootstrap resamples of the 95 % intervals.
+    """
+    from sdmad.bootstrap import bootstrap_intervals
+
+    labels = arrays["label"]
     per_category = {name: undefined_if_none(metrics.get(f"auroc/{name}")) for name in categories}
     return {
         "schema_version": SCHEMA_VERSION,
@@ -58,14 +108,15 @@ def build_report(metrics: dict[str, Any], categories: Sequence[str], labels: np.
         "protocols": {
             "general_ad": {"image_auroc": undefined_if_none(metrics.get("image_auroc")),
                            "pixel_auroc": "not computed: this model produces no pixel anomaly maps"},
-            "multi_label": {"hamming_score": undefined_if_none(metrics.get("hamming_score")),
-                            "subset_accuracy": undefined_if_none(metrics.get("subset_accuracy")),
-                            "jaccard": undefined_if_none(metrics.get("jaccard"))},
+            "multi_label": multi_label_section(arrays, categories, text.decision_rule, text.calibration),
             "category_auroc": {"per_category": per_category,
                                "mean": undefined_if_none(metrics.get("mean_category_auroc")),
                                "defined": int(metrics.get("defined_categories") or 0), "total": len(categories)},
         },
-        "sign_selection": selection,
+        "confidence_intervals": bootstrap_intervals(arrays["scores"], arrays["decisions"], arrays["anomaly"], labels,
+                                                    resamples=resamples, seed=int(run["seed"])),
+        "sign_selection": {"mode": text.selection.mode,
+                           "categories": text.selection.to_dict(list(sign_prompts))},
         "files": files,
     }
 
@@ -74,30 +125,68 @@ def _figure(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
 
 
+def _interval(report: dict[str, Any], name: str) -> str:
+    interval = report["confidence_intervals"].get(name)
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "undefined"
+
+
+RULE_NAMES = {"paper": "Eq. 8 (paper)", "calibrated": "calibrated thresholds (validation split)"}
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     protocols, run, data = report["protocols"], report["run"], report["data"]
+    multi = protocols["multi_label"]
     model = "zero-shot CLIP (adapters off)" if run["zero_shot"] else f"checkpoint `{run['checkpoint']}`"
+    ci = report["confidence_intervals"]
     lines = [
         "# SD-MAD evaluation report", "",
         f"- model: {model}; backbone: {run['backbone']}",
         f"- test set: {data['test_slices']} slices ({data['normal_slices']} normal); seed {run['seed']}; "
         f"device {run['device']}; config sha256 `{run['config_hash'][:12]}`",
+        f"- decisions: **{RULE_NAMES[multi['decision_rule']]}**; sign selection: {report['sign_selection']['mode']}",
+        f"- 95 % intervals: {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}",
         "- research use only, not for diagnosis", "",
-        "| protocol | metric | value |", "|---|---|---|",
-        f"| 1 general AD | image AUROC | {_figure(protocols['general_ad']['image_auroc'])} |",
-        f"| 1 general AD | pixel AUROC | {protocols['general_ad']['pixel_auroc']} |",
-        f"| 2 multi-label | Hamming score | {_figure(protocols['multi_label']['hamming_score'])} |",
-        f"| 2 multi-label | subset accuracy | {_figure(protocols['multi_label']['subset_accuracy'])} |",
-        f"| 2 multi-label | Jaccard (example-based) | {_figure(protocols['multi_label']['jaccard'])} |",
+        "| protocol | metric | value | 95 % interval | all-absent predictor |", "|---|---|---|---|---|",
+        f"| 1 general AD | image AUROC | {_figure(protocols['general_ad']['image_auroc'])} | "
+        f"{_interval(report, 'image_auroc')} | 0.5 (constant) |",
+        f"| 1 general AD | pixel AUROC | {protocols['general_ad']['pixel_auroc']} | | |",
+        f"| 2 multi-label | Hamming score | {_figure(multi['hamming_score'])} | {_interval(report, 'hamming_score')} | "
+        f"{_figure(multi['hamming_score_all_absent'])} |",
+        f"| 2 multi-label | subset accuracy | {_figure(multi['subset_accuracy'])} | "
+        f"{_interval(report, 'subset_accuracy')} | {_figure(multi['subset_accuracy_all_absent'])} |",
+        f"| 2 multi-label | Jaccard (example-based) | {_figure(multi['jaccard'])} | | "
+        f"{_figure(multi['jaccard_all_absent'])} |",
         f"| 3 category-wise | mean AUROC ({protocols['category_auroc']['defined']} of "
-        f"{protocols['category_auroc']['total']} defined) | {_figure(protocols['category_auroc']['mean'])} |",
-        "", "| category | positives | negatives | AUROC | signs kept / dropped |", "|---|---|---|---|---|",
+        f"{protocols['category_auroc']['total']} defined) | {_figure(protocols['category_auroc']['mean'])} | "
+        f"{_interval(report, 'mean_category_auroc')} | 0.5 (constant) |",
+        "", "Protocol 2 under each decision rule:", "",
+        "| decision rule | Hamming score | subset accuracy | Jaccard | positive decisions |", "|---|---|---|---|---|",
     ]
-    for name, value in protocols["category_auroc"]["per_category"].items():
-        counts, chosen = data["counts"][name], report["sign_selection"][name]
+    for rule, figures in multi["rules"].items():
+        if isinstance(figures, str):
+            lines.append(f"| {RULE_NAMES[rule]} | {figures} | | | |")
+        else:
+            lines.append(f"| {RULE_NAMES[rule]} | {_figure(figures['hamming_score'])} | "
+                         f"{_figure(figures['subset_accuracy'])} | {_figure(figures['jaccard'])} | "
+                         f"{sum(figures['positive_decisions'].values())} |")
+    lines.append(f"| all-absent predictor | {_figure(multi['hamming_score_all_absent'])} | "
+                 f"{_figure(multi['subset_accuracy_all_absent'])} | {_figure(multi['jaccard_all_absent'])} | 0 |")
+    calibrated = multi["rules"]["calibrated"]
+    calibration = calibrated.get("calibration") if isinstance(calibrated, dict) else None
+    lines += ["", "| category | positives | negatives | prevalence | AUROC | positive decisions | threshold on s_c "
+              "| signs kept / dropped |", "|---|---|---|---|---|---|---|---|"]
+    selection = report["sign_selection"]["categories"]
+    for c, (name, value) in enumerate(protocols["category_auroc"]["per_category"].items()):
+        counts, chosen = data["counts"][name], selection[name]
         forced = " (forced keep)" if chosen["forced_keep"] else ""
-        lines.append(f"| {name} | {counts['positive']} | {counts['negative']} | {_figure(value)} | "
+        threshold = f"{calibration['thresholds'][c]:.4f}" if calibration else "none"
+        lines.append(f"| {name} | {counts['positive']} | {counts['negative']} | {counts['prevalence']:.3f} | "
+                     f"{_figure(value)} | {multi['positive_decisions'][name]} | {threshold} | "
                      f"{chosen['kept']} / {chosen['dropped']}{forced} |")
+    if calibration:
+        lines += ["", f"Thresholds: {calibration['source']}, {calibration['metric']}; "
+                  f"computed with sign selection '{calibration['sign_selection']}'."]
+        lines += [f"- {name}: {how}" for name, how in zip(data["categories"], calibration["how"])]
     lines += ["", "Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in report["files"]["plots"]), ""]
     return "\n".join(lines)
 
@@ -129,12 +218,14 @@ def write_report(out_dir: str | Path, report: dict[str, Any], rows: list[dict], 
 
 
 def headline(report: dict[str, Any], where: str | Path) -> str:
-    """The figures a user looks at first, and where the report is."""
+    """The figures a user looks at first, beside the all-absent predictor's, and where the report is."""
     protocols = report["protocols"]
-    category = protocols["category_auroc"]
+    category, multi = protocols["category_auroc"], protocols["multi_label"]
     return (f"evaluation ({'zero-shot CLIP' if report['run']['zero_shot'] else 'trained adapters'}, "
-            f"{report['data']['test_slices']} test slices): mean category AUROC {_figure(category['mean'])} "
-            f"({category['defined']}/{category['total']} defined), Hamming score "
-            f"{_figure(protocols['multi_label']['hamming_score'])}, subset accuracy "
-            f"{_figure(protocols['multi_label']['subset_accuracy'])}, image AUROC "
-            f"{_figure(protocols['general_ad']['image_auroc'])}\nreport: {Path(where) / 'report.md'}")
+            f"{report['data']['test_slices']} test slices, decisions: {RULE_NAMES[multi['decision_rule']]}): "
+            f"mean category AUROC {_figure(category['mean'])} ({category['defined']}/{category['total']} defined), "
+            f"Hamming score {_figure(multi['hamming_score'])} (all-absent {_figure(multi['hamming_score_all_absent'])}"
+            f"), subset accuracy {_figure(multi['subset_accuracy'])} (all-absent "
+            f"{_figure(multi['subset_accuracy_all_absent'])}), image AUROC "
+            f"{_figure(protocols['general_ad']['image_auroc'])}"
+            f"\nreport: {Path(where) / 'report.md'}")

@@ -7,10 +7,11 @@ from sdmad.handlers.checkpoints import (
     ResumeFromCheckpoint,
     latest_checkpoint,
 )
-from sdmad.handlers.inference_writer import InferenceWriter, aggregate_volumes
+from sdmad.handlers.inference_writer import InferenceWriter, aggregate_volumes, exit_if_skipped
 from sdmad.handlers.predictions import PredictionCollector
 from sdmad.handlers.progress import EpochProgressBar
 from sdmad.handlers.report import EvaluationReport
+from sdmad.handlers.unreadable import UnreadableScans
 
 __all__ = [
     "BestModelSaver",
@@ -21,6 +22,8 @@ __all__ = [
     "InferenceWriter",
     "PredictionCollector",
     "ResumeFromCheckpoint",
+    "UnreadableScans",
     "aggregate_volumes",
+    "exit_if_skipped",
     "latest_checkpoint",
 ]

@@ -16,7 +16,9 @@ import ignite.distributed as idist
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
+from sdmad.calibration import Calibrator
 from sdmad.checkpoints import save_atomic, save_model
+from sdmad.engines import prepare_text, unwrap
 
 logger = logging.getLogger(__name__)
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
@@ -72,14 +74,17 @@ class ResumeFromCheckpoint:
 
 
 class BestModelSaver:
-    """On the evaluator: when ``metric_name`` beats every earlier validation, write `model_best.pt` (rank 0).
+    """On the evaluator: when ``metric_name`` beats every earlier validation, write `model_best.pt` (rank 0), with
+    thresholds calibrated on the same validation run's text side.
 
     Has ``state_dict`` so that the trainer checkpoint keeps the best value across a resume. Validation data choose
     this model; the default model for evaluation stays the last one (docs/method.md).
     """
 
-    def __init__(self, network: Any, path: str | Path, metric_name: str):
+    def __init__(self, network: Any, path: str | Path, metric_name: str, calibrator: Calibrator | None = None,
+                 run_config: dict | None = None):
         self.network, self.path, self.metric_name = network, Path(path), metric_name
+        self.calibrator, self.run_config = calibrator, run_config
         self.best, self.best_epoch = float("-inf"), 0
 
     def attach(self, engine: Engine) -> None:
@@ -92,7 +97,8 @@ class BestModelSaver:
         self.best = float(value)
         self.best_epoch = engine.state.epoch  # ValidationHandler runs the evaluator with the trainer's epoch
         if idist.get_rank() == 0:
-            save_model(self.network, self.path)
+            calibration = self.calibrator(unwrap(self.network), engine.state.sdmad_text) if self.calibrator else None
+            save_model(self.network, self.path, calibration, self.run_config)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch}
@@ -102,15 +108,32 @@ class BestModelSaver:
 
 
 class FinalModelSaver:
-    """When the run completes, write the adapters and their configuration to ``path`` (`model.pt`), on rank 0."""
+    """When the run completes, write the adapters, their configuration, the run config and the decision thresholds
+    calibrated on the validation split (sdmad.calibration) to ``path`` (`model.pt`), on rank 0.
 
-    def __init__(self, network: Any, path: str | Path):
-        self.network, self.path = network, Path(path)
+    Args:
+        network: the trained network.
+        path: `<run>/training/model.pt`.
+        calibrator: computes the calibrated thresholds (None: the model has none).
+        run_config: the run's settings, recorded in the file.
+        sign_selection, support_loader: the sign selection the thresholds are computed under (as in evaluation).
+    """
+
+    def __init__(self, network: Any, path: str | Path, calibrator: Calibrator | None = None,
+                 run_config: dict | None = None, sign_selection: str = "distance", support_loader: Any = None):
+        self.network, self.path, self.calibrator, self.run_config = network, Path(path), calibrator, run_config
+        self.sign_selection, self.support_loader = sign_selection, support_loader
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if idist.get_rank() == 0:
-            save_model(self.network, self.path)
-            logger.info("final model written to %s", self.path)
+        if idist.get_rank() != 0:
+            return
+        calibration = None
+        if self.calibrator is not None:
+            text = prepare_text(self.network, self.sign_selection, self.support_loader, engine.state.device)
+            calibration = self.calibrator(unwrap(self.network), text)
+            unwrap(self.network).calibration = calibration
+        save_model(self.network, self.path, calibration, self.run_config)
+        logger.info("final model written to %s", self.path)

@@ -24,12 +24,15 @@ class EvaluationReport(PredictionWriter):
         output_dir: the evaluation run folder.
         run_config: the hyper-parameters of the run (written as `config.json`; its hash goes into the report).
         checkpoint: the evaluated checkpoint (None: zero-shot CLIP).
-        seed: the run's seed.
+        seed: the run's seed (it also seeds the bootstrap intervals).
+        resamples: bootstrap resamples of the 95 % intervals of the headline metrics.
     """
 
-    def __init__(self, output_dir: str | Path, run_config: dict[str, Any], checkpoint: str | None, seed: int):
+    def __init__(self, output_dir: str | Path, run_config: dict[str, Any], checkpoint: str | None, seed: int,
+                 resamples: int = 1000):
         super().__init__()
         self.output_dir, self.run_config, self.checkpoint, self.seed = Path(output_dir), run_config, checkpoint, seed
+        self.resamples = resamples
 
     def write(self, engine: Engine, network: Any) -> None:
         categories = network.signs.category_names
@@ -47,8 +50,8 @@ class EvaluationReport(PredictionWriter):
                "config_hash": config_hash(self.run_config)}
         files = {"report_md": str(self.output_dir / "report.md"), "predictions_csv":
                  str(self.output_dir / "predictions.csv"), "plots": [str(p) for p in plots]}
-        report = build_report(engine.state.metrics, categories, arrays["label"],
-                              selection.to_dict(network.signs.sign_prompts), run, files)
+        report = build_report(engine.state.metrics, categories, network.signs.sign_prompts, arrays, text, run, files,
+                              self.resamples)
         write_json_atomic(self.run_config, self.output_dir / "config.json")
         write_report(self.output_dir, report, self.collector.rows, categories)
         engine.state.sdmad_report = report

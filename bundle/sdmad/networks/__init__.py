@@ -8,7 +8,7 @@ from sdmad.networks.clip_loading import (
     register_model_configs,
     resolve_pretrained,
 )
-from sdmad.networks.sdmad_network import PAPER_IMAGE_ADAPTER_BLOCKS, SDMADNetwork, map_adapter_blocks
+from sdmad.networks.sdmad_network import PAPER_IMAGE_ADAPTER_BLOCKS, SDMADNetwork, map_adapter_blocks, weights_identity
 from sdmad.networks.shift_adapter import ShiftAdapter
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "map_adapter_blocks",
     "register_model_configs",
     "resolve_pretrained",
+    "weights_identity",
 ]

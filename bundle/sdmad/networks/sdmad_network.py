@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from torch import nn
 
+from sdmad.calibration import Calibration
 from sdmad.inference import Scores, SignSelection, score_images, select_signs
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip, no_weights
 from sdmad.networks.shift_adapter import ShiftAdapter
@@ -86,9 +87,13 @@ class SDMADNetwork(nn.Module):
         if frozen_dtype not in FROZEN_DTYPES:
             raise ValueError(f"frozen_dtype must be one of {sorted(FROZEN_DTYPES)}, got '{frozen_dtype}'")
         self.signs = signs
+        self.image_size = image_size
+        # set by sdmad.checkpoints.load_model: the loaded file and its calibrated decision thresholds (if any)
+        self.checkpoint: str | None = None
+        self.calibration: Calibration | None = None
         self.backbone = f"{model_name}, weights: {pretrained if pretrained not in (None, '') else 'random'}"
         self._record = {
-            "model_name": model_name, "pretrained": _weights_identity(pretrained), "image_size": image_size,
+            "model_name": model_name, "pretrained": weights_identity(pretrained), "image_size": image_size,
             "image_adapter_blocks": list(image_adapter_blocks), "adapter_blocks_depth": adapter_blocks_depth,
             "text_adapter": text_adapter, "bottleneck_ratio": bottleneck_ratio, "activation": activation, "lam": lam,
             "categories": signs.category_names, "sign_prompts": signs.sign_prompts, "normal_prompts": list(signs.normal),
@@ -216,7 +221,7 @@ class SDMADNetwork(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
-def _weights_identity(pretrained: str | os.PathLike | None) -> str | None:
+def weights_identity(pretrained: str | os.PathLike | None) -> str | None:
     """A tag as is; a file by name and size (hashing a 1.7 GB file at every load would cost seconds)."""
     if no_weights(pretrained):
         return None
