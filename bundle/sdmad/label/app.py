@@ -21,10 +21,11 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 
 import sdmad
+from sdmad.errors import one_line, project_error
 from sdmad.label import SERVER_APP
 from sdmad.label.datastore import StudiesDatastore
-from sdmad.label.errors import Invalid, NotFound, ServerError, one_line
-from sdmad.label.tasks import SDMADInferTask, SDMADTrainTask, input_error
+from sdmad.label.errors import Invalid, NotFound, ServerError
+from sdmad.label.tasks import SDMADInferTask, SDMADTrainTask
 from sdmad.label.uncertainty import UncertaintyCache, UncertaintyStrategy
 from sdmad.predictor import BundlePredictor
 
@@ -97,7 +98,7 @@ class SDMADLabelApp(MONAILabelApp):
         try:
             return super().infer(request, datastore)
         except Exception as err:  # the server stays up; the client learns what failed
-            cause = input_error(err)
+            cause = project_error(err)
             if cause is not None:
                 raise Invalid(f"study '{image}': {one_line(cause)}") from err
             logger.exception("inference on study '%s' failed", image)

@@ -38,7 +38,8 @@ from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastor
 from monailabel.interfaces.datastore import DefaultLabelTag
 
 from sdmad.data.errors import DataError
-from sdmad.label.errors import BadRequest, Conflict, Invalid, NotFound, one_line
+from sdmad.errors import one_line
+from sdmad.label.errors import BadRequest, Conflict, Invalid, NotFound
 from sdmad.label.folder import (
     CATEGORY_LABEL_FORMAT,
     CATEGORY_LABEL_SUFFIX,

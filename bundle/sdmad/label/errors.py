@@ -60,8 +60,3 @@ class StillComputing(RequestError):
     status_code = 503
     headers = {"Retry-After": "2"}
 
-
-def one_line(message: object) -> str:
-    """A message (or an exception's) as one line: a loader may add its own traceback text below it."""
-    return " ".join(str(message).split())
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sdmad.errors import SDMADError
 from sdmad.label.errors import UnsupportedFormat
 from sdmad.label.names import RULE, is_plain_name, shown
 
@@ -20,7 +21,7 @@ LABEL_VOLUME_SUFFIXES = (".nii.gz", ".nii")
 LABEL_SUFFIXES = (CATEGORY_LABEL_SUFFIX, *LABEL_VOLUME_SUFFIXES)
 
 
-class StudyFolderError(ValueError):
+class StudyFolderError(SDMADError, ValueError):
     """The studies folder cannot be served as it is; the message lists the entries to rename or remove."""
 
 

@@ -35,8 +35,9 @@ from monailabel.utils.others.generic import file_checksum, get_mime_type
 from starlette.background import BackgroundTask
 
 from sdmad.data.errors import DataError
+from sdmad.errors import one_line
 from sdmad.label.datastore import FINAL, StudiesDatastore, label_upload_suffix, study_upload_suffix
-from sdmad.label.errors import BadRequest, Invalid, NotAllowed, NotFound, one_line
+from sdmad.label.errors import BadRequest, Invalid, NotAllowed, NotFound
 from sdmad.label.names import plain_name
 from sdmad.label.scans import write_nifti
 

@@ -11,7 +11,8 @@ from monai.data import MetaTensor, NibabelWriter
 
 from sdmad.data.errors import DataError
 from sdmad.data.loading import LoadScand
-from sdmad.label.errors import Invalid, one_line
+from sdmad.errors import one_line
+from sdmad.label.errors import Invalid
 
 
 def load(path: str | Path) -> MetaTensor:

@@ -36,9 +36,10 @@ from monailabel.interfaces.exception import ImageNotFoundException, LabelNotFoun
 from monailabel.interfaces.utils.app import app_instance
 
 import sdmad
+from sdmad.errors import one_line
 from sdmad.label import routes
 from sdmad.label.app import SDMADLabelApp, conf_value
-from sdmad.label.errors import NotFound, RequestError, one_line
+from sdmad.label.errors import NotFound, RequestError
 from sdmad.label.origins import LOOPBACK_HOSTS, RequestOriginGuard, names
 from sdmad.label.training import TrainingRunner, child_environment
 
@@ -79,7 +80,7 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
 
 async def _monailabel_error(request: Request, error: MONAILabelException) -> JSONResponse:
     not_found = isinstance(error, (ImageNotFoundException, LabelNotFoundException))
-    return _answer(404 if not_found else 400, one_line(error.msg))
+    return _answer(404 if not_found else 400, one_line(Exception(error.msg)))  # its own str() is empty
 
 
 async def _malformed_json(request: Request, error: json.JSONDecodeError) -> JSONResponse:

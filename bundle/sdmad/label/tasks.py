@@ -16,26 +16,17 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.interfaces.tasks.train import TrainTask
 
 from sdmad.atomic import atomic_path
-from sdmad.checkpoints import CheckpointError
 from sdmad.data.errors import DataError
+from sdmad.errors import one_line
 from sdmad.experiments import run_workflow
 from sdmad.label.datastore import FINAL
-from sdmad.label.errors import Invalid, one_line
+from sdmad.label.errors import Invalid
 from sdmad.label.labels import read_category_label
 from sdmad.predictor import BundlePredictor
 
 logger = logging.getLogger(__name__)
 NOT_FOR_DIAGNOSIS = "SD-MAD suggestions for annotation; research use only, not for diagnosis."
 MAX_LEARNING_RATE = 1.0
-
-
-def input_error(error: BaseException | None) -> BaseException | None:
-    """The DataError or CheckpointError behind an exception (MONAI's Compose and Ignite wrap them), if any."""
-    while error is not None:
-        if isinstance(error, (DataError, CheckpointError)):
-            return error
-        error = error.__cause__ or error.__context__
-    return None
 
 
 class SDMADInferTask(InferTask):

@@ -16,8 +16,8 @@ from typing import Any
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.strategy import Strategy
 
-from sdmad.label.errors import NotFound, RequestError, StillComputing, one_line
-from sdmad.label.tasks import input_error
+from sdmad.errors import one_line, project_error
+from sdmad.label.errors import NotFound, RequestError, StillComputing
 from sdmad.predictor import BundlePredictor
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class UncertaintyCache:
         except RequestError:  # removed meanwhile
             return None
         except Exception as err:  # an unreadable study is never proposed; the others still are
-            cause = input_error(err)
+            cause = project_error(err)
             if cause is None:
                 logger.exception("active learning skips study '%s' (not an input error)", image_id)
             else:
