@@ -11,4 +11,5 @@ class KillAfterEpoch:
         self.epoch = epoch
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED(once=self.epoch), lambda _: os.kill(os.getpid(), signal.SIGKILL))
+        engine.add_event_handler(Events.EPOCH_COMPLETED(once=self.epoch),
+                                 lambda _: os.kill(os.getpid(), signal.SIGKILL))

@@ -12,13 +12,13 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from conftest import four_d_series
 from monai.transforms import Compose
 from pydicom.uid import (
     ComprehensiveSRStorage,
     GrayscaleSoftcopyPresentationStateStorage,
     KeyObjectSelectionDocumentStorage,
 )
-from conftest import four_d_series
 from sdmad.data import DataError, scan_to_slices
 from sdmad.data.phantom import write_non_image_object
 
@@ -103,7 +103,8 @@ def test_a_siemens_mosaic_is_refused_naming_the_file_and_dcm2niix(phantom_dir, t
     dataset.save_as(mosaic)
     for path in (series, mosaic):
         message = data_error(path)
-        assert message.startswith(f"{mosaic}: a Siemens mosaic (16 slices tiled in one image)") and "dcm2niix" in message
+        assert message.startswith(f"{mosaic}: a Siemens mosaic (16 slices tiled in one image)")
+        assert "dcm2niix" in message
 
 
 def test_a_single_dicom_image_is_shown_as_stored(phantom_dir, tmp_path):

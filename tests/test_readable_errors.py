@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT, bundle, last_line, ok
+from conftest import REPO_ROOT, bundle, last_line
 
 
 def inference(inputs, out, *overrides: str, debug: bool = False) -> subprocess.CompletedProcess:

@@ -44,7 +44,8 @@ def test_only_training_makes_the_split_and_changed_settings_are_errors(phantom_d
         assert [i["id"] for i in again["test"]] == [i["id"] for i in first["test"]]
     assert len(calls) == 1
     for write in (True, False):
-        with pytest.raises(RunConfigError, match=r"data.csv_file.labels.csv: run 'abc', now 'x'; val_fraction: run 0.1, now 0.3"):
+        expected = r"data.csv_file.labels.csv: run 'abc', now 'x'; val_fraction: run 0.1, now 0.3"
+        with pytest.raises(RunConfigError, match=expected):
             run_splits(items_fn, settings(val_fraction=0.3, data={"source": "csv", "csv_file": {"labels.csv": "x"}}),
                        path, write=write)
     assert path.read_bytes() == written and len(calls) == 1

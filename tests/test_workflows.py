@@ -30,7 +30,8 @@ def test_training_writes_its_run_folder(trained):
     groups = {name: {item["group"] for item in splits[name]} for name in ("train", "val", "test")}
     assert not groups["train"] & groups["test"] and not groups["val"] & groups["test"]
     config = json.loads((run / "config.json").read_text())
-    assert config["split"]["shots"] == 1 and config["model"]["model_name"] == "sdmad-tiny" and config["model"]["lam"] == 0.9
+    assert config["split"]["shots"] == 1 and config["model"]["model_name"] == "sdmad-tiny"
+    assert config["model"]["lam"] == 0.9
     assert config["training"]["margin"] == 0.2
 
 

@@ -27,19 +27,25 @@ def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def roc_curves(scores: np.ndarray, labels: np.ndarray, categories: Sequence[str], aurocs: dict, path: Path) -> None:
-    """One ROC curve per category (undefined categories listed in the legend without a curve)."""
+def roc_curves(scores: np.ndarray, labels: np.ndarray, categories: Sequence[str], aurocs: dict, path: Path,
+               thresholds: Sequence[float] | None = None) -> None:
+    """One ROC curve per category (undefined categories listed in the legend without a curve); with the calibrated
+    thresholds, a dot marks each category's operating point on the test split (its decisions)."""
     figure, axes = plt.subplots(figsize=(6, 5.5))
     for c, name in enumerate(categories):
         value = aurocs.get(name)
         if value is None:
             axes.plot([], [], " ", label=f"{_short(name)}: undefined")
             continue
-        fpr, tpr, _ = roc_curve(labels[:, c] > 0, scores[:, c])
-        axes.plot(fpr, tpr, label=f"{_short(name)}: {value:.3f}")
+        positive = labels[:, c] > 0
+        fpr, tpr, _ = roc_curve(positive, scores[:, c])
+        (line,) = axes.plot(fpr, tpr, label=f"{_short(name)}: {value:.3f}")
+        if thresholds is not None:
+            decided = scores[:, c] > thresholds[c]
+            axes.plot(decided[~positive].mean(), decided[positive].mean(), "o", color=line.get_color(), markersize=6)
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="Category-wise ROC (s_c, one vs rest)",
-             xlim=(0, 1), ylim=(0, 1.01))
+    title = "Category-wise ROC (s_c, one vs rest)" + ("; dots: calibrated decisions" if thresholds is not None else "")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(fontsize=8, loc="lower right")
     _save(figure, path)
 

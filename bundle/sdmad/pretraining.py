@@ -4,8 +4,9 @@ The paper adapts a *pretrained* CLIP with few shots. Offline there are no pretra
 the phantom benchmark use a tiny CLIP pretrained here (a few minutes on 2 CPU cores), saved as an open_clip state
 dict and loaded through the real local-file path. Honesty rules: the images are freshly generated phantom slices
 (their own random streams, never the phantom data set's volumes, so never its test split) and the captions
-describe what is visible in generic words. They never use a category name or a word of the sign prompts,
-so the signs' text features are not trained here.
+describe what is visible in plain words. They never contain a category name or a sign or normal prompt, so no
+prompt of the task is trained here; some of their words (skull, cavity, ventricles, white matter...) occur in
+the prompts too, as a real CLIP knows some radiological words.
 """
 
 from __future__ import annotations
@@ -29,35 +30,39 @@ from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
 logger = logging.getLogger(__name__)
 
 # The recipe's version, stamped beside the weights: a backbone made by another recipe is made again (demo).
-RECIPE_VERSION = 2  # 2: slices in display orientation
+RECIPE_VERSION = 3  # 2: slices in display orientation; 3: captions with radiological words
 
-# What each finding looks like, in words that share nothing with the category names, the sign prompts or the
-# normal prompts except stop words (tests/test_pretraining.py checks every shipped sign file).
+# What each finding looks like, in plain words that partly overlap with radiological language (skull, gap, cavity,
+# spot, ventricles, white matter, ...), as a real CLIP's vocabulary does, but never a category name or a sign or
+# normal prompt of any sign file (tests/test_pretraining.py checks every shipped sign file).
 LOOKS = {
-    CATEGORIES[0]: ("the light outer loop has a break", "a missing piece of the outer loop", "an opening in the loop"),
-    CATEGORIES[1]: ("a black hole with a light jagged border near the edge", "an uneven black pocket ringed in light",
-                    "a ragged black hollow near the border"),
-    CATEGORIES[2]: ("one or a few little light round blobs", "little light blobs inside the oval",
-                    "a few light specks of medium size"),
-    CATEGORIES[3]: ("a wide light band following the outer loop", "a broad light layer next to the loop",
-                    "the loop is doubled by a broad light stripe"),
-    CATEGORIES[4]: ("two big black shapes at the center", "large black twin shapes at the center",
-                    "wide black central wings"),
-    CATEGORIES[5]: ("many tiny light dots around the center", "a sprinkle of tiny light points near the center",
-                    "speckled tiny dots close to the central shapes"),
+    CATEGORIES[0]: ("a gap in the skull ring", "a missing piece of the skull", "an opening in the bright skull outline",
+                    "a break in the skull on one side"),
+    CATEGORIES[1]: ("a dark cavity with a ragged bright rim near the edge", "an irregular dark hollow ringed in bright",
+                    "a cavity with an uneven bright border", "a dark pocket with an irregular bright wall"),
+    CATEGORIES[2]: ("a few small bright spots in the brain", "one small round bright focus in the brain",
+                    "small bright blobs in the brain tissue", "a bright spot inside the brain"),
+    CATEGORIES[3]: ("a thick bright band just inside the skull", "a broad bright rim along the inner edge of the skull",
+                    "the inside of the skull lined by a thick bright layer", "a thick bright lining under the skull"),
+    CATEGORIES[4]: ("two large dark ventricles at the center", "wide dark ventricles in the middle",
+                    "big dark central ventricles", "very large ventricles"),
+    CATEGORIES[5]: ("many tiny bright dots around the ventricles", "scattered tiny bright specks near the ventricles",
+                    "a sprinkle of tiny bright points in the white matter", "tiny bright dots in the white matter"),
 }
-PLAIN = ("an oval inside a slim light loop", "a plain oval with a slim light loop",
-         "an even oval with two little black shapes at the center")
+PLAIN = ("a brain with an intact skull ring and two small dark ventricles", "an even grey brain inside a smooth skull",
+         "a smooth skull ring around even grey brain tissue", "two small dark ventricles in an even grey brain")
+PREFIXES = ("a brain slice", "an axial head image", "a head scan slice")
 STOP_WORDS = frozenset("a an the with and of in on at to or by from its no".split())
 
 
 def caption(labels: tuple[str, ...], rng: np.random.Generator) -> str:
     """A plain-language caption of a phantom slice with the given findings."""
+    prefix = PREFIXES[rng.integers(len(PREFIXES))]
     if not labels:
-        return PLAIN[rng.integers(len(PLAIN))]
-    parts = [LOOKS[label][rng.integers(3)] for label in labels]
+        return f"{prefix}: {PLAIN[rng.integers(len(PLAIN))]}"
+    parts = [LOOKS[label][rng.integers(len(LOOKS[label]))] for label in labels]
     rng.shuffle(parts)
-    return "an oval: " + " and ".join(parts)
+    return f"{prefix} with " + " and ".join(parts)
 
 
 def caption_pairs(count: int, seed: int, size: int = 96, finding_probability: float = 0.3
@@ -106,7 +111,7 @@ def pretrain_tiny_clip(output_file: str | Path, steps: int = 350, batch_size: in
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if progress:
             iterator.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()

@@ -21,7 +21,9 @@ SCHEMA_VERSION = 2
 
 
 def undefined_if_none(value: Any) -> Any:
-    return UNDEFINED if value is None else (round(float(value), 6) if isinstance(value, (float, np.floating)) else value)
+    if value is None:
+        return UNDEFINED
+    return round(float(value), 6) if isinstance(value, (float, np.floating)) else value
 
 
 def config_hash(config: Any) -> str:
@@ -38,7 +40,8 @@ def versions() -> dict[str, str]:
     import sdmad
 
     return {"sdmad": sdmad.__version__, "monai": monai.__version__, "torch": torch.__version__,
-            "open_clip": open_clip.__version__, "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+            "open_clip": open_clip.__version__, "scikit-learn": sklearn.__version__,
+            "python": platform.python_version()}
 
 
 def category_counts(labels: np.ndarray, categories: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -9,12 +9,11 @@ import argparse
 import shutil
 from pathlib import Path
 
-from sdmad.data.phantom import make_phantom_dataset
+from sdmad.data.phantom import ensure_phantom_dataset
 
 
 def make_studies(out: Path, phantom: Path, count: int) -> list[str]:
-    if not (phantom / "manifest.json").is_file():
-        make_phantom_dataset(phantom)
+    ensure_phantom_dataset(phantom)
     out.mkdir(parents=True, exist_ok=True)
     names = sorted(p.name[: -len(".nii.gz")] for p in (phantom / "nifti").glob("*.nii.gz"))[:count]
     for index, name in enumerate(names):

@@ -70,7 +70,8 @@ def test_selects_the_mr_image_series_and_matches_the_bundle_inference(setup, app
     findings = json.loads((app_run["out"] / f"{series_uid}.sdmad.json").read_text())
     assert findings["study_instance_uid"] == study_uid and findings["series_instance_uid"] == series_uid
     assert "not for diagnosis" in findings["note"]
-    expected = bundle_inference(setup["study"] / "mr", setup["backbone"], setup["checkpoint"], tmp_path)  # ITK reads the series there
+    # ITK reads the series there
+    expected = bundle_inference(setup["study"] / "mr", setup["backbone"], setup["checkpoint"], tmp_path)
     volume = expected["volumes"][0]
     assert findings["volume"]["scores"] == pytest.approx(volume["scores"], abs=1e-6)
     assert findings["volume"]["decisions"] == volume["decisions"]

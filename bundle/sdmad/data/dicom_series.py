@@ -153,13 +153,14 @@ def choose_series(path: str | Path, series_uid: str | None = None) -> tuple[str,
         logger.info("%s: skipped %d non-image DICOM object(s): %s", path, len(non_image),
                     ", ".join(f"{name} ({count})" for name, count in sorted(kinds.items())))
     if not images:
-        raise DataError(f"{path}: holds no DICOM image (only {', '.join(sorted({sop_class_name(d) for _, d in headers}))}"
-                        f"); point to the folder of an image series")
+        kinds = ", ".join(sorted({sop_class_name(d) for _, d in headers}))
+        raise DataError(f"{path}: holds no DICOM image (only {kinds}); point to the folder of an image series")
     by_series: dict[str, list] = defaultdict(list)
     for file, dataset in images:
         by_series[series_uid_of(dataset)].append((file, dataset))
     if series_uid is None and len(by_series) > 1:
-        listing = ", ".join(f"{uid} ({len(files)} files, {getattr(files[0][1], 'SeriesDescription', '') or 'no description'})"
+        listing = ", ".join(f"{uid} ({len(files)} files, "
+                            f"{getattr(files[0][1], 'SeriesDescription', '') or 'no description'})"
                             for uid, files in sorted(by_series.items()))
         raise DataError(f"{path}: holds {len(by_series)} DICOM image series; choose one with series_uid: {listing}")
     if series_uid is not None and series_uid not in by_series:

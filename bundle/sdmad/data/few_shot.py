@@ -85,5 +85,6 @@ def load_split(path: str | Path, name: str) -> list[dict]:
         raise DataError(f"{path}: splits file not found; run `training` first (it writes <run>/splits.json)")
     content = json.loads(path.read_text())
     if name not in content:
-        raise DataError(f"{path}: has no split '{name}' (splits: {[k for k in content if isinstance(content[k], list)]})")
+        present = [key for key in content if isinstance(content[key], list)]
+        raise DataError(f"{path}: has no split '{name}' (splits: {present})")
     return with_array_labels(content[name])

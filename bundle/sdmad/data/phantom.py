@@ -41,7 +41,7 @@ GLOBAL_PREFIX = "Global label:"
 SPACING = (2.0, 2.0, 5.0)  # mm: x, y, slice
 INTENSITY_SCALE = 1000.0  # phantom values in [0, ~1.2] are stored as integers 0..~1200 (exact in every format)
 # The data set's layout version: a data set written by another version is made again (demo, benchmark).
-PHANTOM_VERSION = 2  # 2: `.h5` in fastMRI's orientation, boxes in display coordinates
+PHANTOM_VERSION = 3  # 2: `.h5` in fastMRI's orientation, boxes in display coordinates; 3: 180 volumes
 
 
 @dataclass
@@ -321,8 +321,8 @@ def write_bmad_slice(phantom: PhantomVolume, root: Path, split: str) -> None:
         _png((to_display(mask) * 255).astype(np.uint8), folder / "anomaly_mask" / f"{phantom.name}.png")
 
 
-def make_phantom_dataset(out: str | Path, volumes_per_category: int = 10, normal_volumes: int = 20,
-                         multi_label_volumes: int = 10, size: int = 96, num_slices: int = 12,
+def make_phantom_dataset(out: str | Path, volumes_per_category: int = 20, normal_volumes: int = 40,
+                         multi_label_volumes: int = 20, size: int = 96, num_slices: int = 12,
                          kspace_volumes: int = 4, seed: int = 0, progress: bool = False) -> dict:
     """Write the phantom data set under ``out`` and return its manifest (also written as manifest.json).
 

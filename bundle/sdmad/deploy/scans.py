@@ -16,8 +16,8 @@ import pydicom
 import torch
 from monai.data import MetaTensor
 
-from sdmad.data.errors import DataError
 from sdmad.data.dicom_series import check_image_series, series_uid_of
+from sdmad.data.errors import DataError
 from sdmad.data.loading import NIFTI_SUFFIXES
 
 

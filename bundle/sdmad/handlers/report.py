@@ -41,7 +41,8 @@ class EvaluationReport(PredictionWriter):
         selection = text.selection
         aurocs = {name: engine.state.metrics.get(f"auroc/{name}") for name in categories}
         plots = [self.output_dir / name for name in ("roc_curves.png", "category_auroc.png", "sign_map.png")]
-        roc_curves(arrays["scores"], arrays["label"], categories, aurocs, plots[0])
+        roc_curves(arrays["scores"], arrays["label"], categories, aurocs, plots[0],
+                   text.calibration.thresholds if text.calibration is not None else None)
         auroc_bars(categories, aurocs, engine.state.metrics.get("mean_category_auroc"), plots[1])
         sign_map(text.sign_features.cpu().numpy(), selection.sign_category.cpu().numpy(),
                  selection.kept.cpu().numpy(), text.anchor.cpu().numpy(), categories, plots[2])

@@ -96,7 +96,8 @@ class SDMADNetwork(nn.Module):
             "model_name": model_name, "pretrained": weights_identity(pretrained), "image_size": image_size,
             "image_adapter_blocks": list(image_adapter_blocks), "adapter_blocks_depth": adapter_blocks_depth,
             "text_adapter": text_adapter, "bottleneck_ratio": bottleneck_ratio, "activation": activation, "lam": lam,
-            "categories": signs.category_names, "sign_prompts": signs.sign_prompts, "normal_prompts": list(signs.normal),
+            "categories": signs.category_names, "sign_prompts": signs.sign_prompts,
+            "normal_prompts": list(signs.normal),
         }
         self.clip, self.tokenizer = load_clip(model_name, pretrained, image_size, quick_gelu, cache_dir)
         self.clip.requires_grad_(False)
