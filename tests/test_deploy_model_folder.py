@@ -88,3 +88,29 @@ def test_a_failed_remake_keeps_the_old_folder(model, tmp_path):
     assert (folder / "models" / "model.pt").is_file()
     assert torch.load(folder / "models" / "model.pt", weights_only=True).keys() == \
         torch.load(model["checkpoint"], weights_only=True).keys()
+
+
+def test_the_folder_decides_with_the_thresholds_stored_in_the_model(model, phantom_dir, tmp_path):
+    """A model.pt with calibrated thresholds deploys with the calibrated rule (the app decides as the evaluation
+    did); without thresholds the folder uses Eq. 8, and asking for calibrated decisions is refused."""
+    from sdmad.calibration import Calibration
+
+    content = torch.load(model["checkpoint"], weights_only=True)
+    categories = content["sdmad"]["categories"]
+    thresholds = [0.5 - 0.2 * (c % 2) for c in range(len(categories))]
+    content["calibration"] = Calibration(thresholds, ["test"] * len(categories), "accuracy", "test", "distance",
+                                         [1] * len(categories), [1] * len(categories)).to_dict()
+    calibrated = tmp_path / "calibrated.pt"
+    torch.save(content, calibrated)
+    folder = make_model_folder(tmp_path / "cal", REPO_ROOT, calibrated, "sdmad-tiny", str(model["backbone"]))
+    assert "decision_rule: calibrated" in (folder / "configs" / "model.yaml").read_text()
+    scan = sorted((phantom_dir / "nifti").glob("*.nii.gz"))[2]
+    found = BundlePredictor(folder, {"num_workers": 0}, config_files=model_folder_configs(folder)).predict(scan)
+    assert found["decision"] == {"rule": "calibrated", "thresholds": dict(zip(categories, thresholds)),
+                                 "calibration": "test"}
+    for row in found["slices"]:
+        assert row["decisions"] == {c: row["scores"][c] > t for c, t in zip(categories, thresholds)}
+    assert "decision_rule: paper" in (model["folder"] / "configs" / "model.yaml").read_text()
+    with pytest.raises(ModelFolderError, match="holds no calibrated thresholds"):
+        make_model_folder(tmp_path / "x", REPO_ROOT, model["checkpoint"], "sdmad-tiny", str(model["backbone"]),
+                          decision_rule="calibrated")

@@ -26,11 +26,13 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--sign-file", default=None, help="default configs/signs/fastmri_brain.yaml")
     parser.add_argument("--categories", nargs="*", default=None)
+    parser.add_argument("--decision-rule", choices=("paper", "calibrated"), default=None,
+                        help="default: calibrated when the checkpoint holds thresholds (docs/method.md), else paper")
     parser.add_argument("--out", default="models/deploy")
     args = parser.parse_args()
     folder = make_model_folder(args.out, BUNDLE_ROOT, args.checkpoint, args.model_name, args.pretrained,
                                None if args.quick_gelu is None else args.quick_gelu == "true", args.image_size,
-                               args.sign_file, args.categories)
+                               args.sign_file, args.categories, args.decision_rule)
     print(f"model folder: {folder}")
 
 

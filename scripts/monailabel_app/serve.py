@@ -3,7 +3,8 @@
     .venv-label/bin/python scripts/monailabel_app/serve.py --studies data/label_studies [--port 8000]
 
 The backbone and model default to the demo's (models/sdmad-tiny-phantom.pt, runs/demo/training/model.pt) when
-they exist; pass `--conf KEY VALUE` pairs to override (docs/monailabel.md). The server is MONAI Label's, serving
+they exist, deciding with the model's calibrated thresholds when it holds them; pass `--conf KEY VALUE` pairs to
+override (docs/monailabel.md). The server is MONAI Label's, serving
 the guarded web app sdmad.label.server (docs/monailabel.md, "Security"). It has no authentication.
 """
 
@@ -23,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def has_thresholds(model: Path) -> bool:
+    """Whether a served model file holds calibrated decision thresholds (docs/method.md)."""
+    from sdmad.checkpoints import CALIBRATION_KEY, read_checkpoint
+
+    return model.is_file() and CALIBRATION_KEY in read_checkpoint(model)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--studies", default="data/label_studies")
@@ -40,6 +48,7 @@ def main() -> None:
         conf.update(model_name="sdmad-tiny", pretrained=str(backbone), model=str(ROOT / "models" / "label_model.pt"))
         if model.is_file() and not (ROOT / "models" / "label_model.pt").exists():
             (ROOT / "models" / "label_model.pt").write_bytes(model.read_bytes())
+        conf["decision_rule"] = "calibrated" if has_thresholds(ROOT / "models" / "label_model.pt") else "paper"
     conf.update(dict(args.conf))
     if args.host not in LOOPBACK:
         print(f"warning: serving on {args.host}: the server has no authentication; put it behind a reverse proxy "

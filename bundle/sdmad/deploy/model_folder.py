@@ -4,7 +4,8 @@
       configs/inference.yaml      the bundle's, unchanged: network, preprocessing, sign selection, decisions
       configs/metadata.json       the bundle's metadata
       configs/signs/<name>.yaml   the sign file the adapters were trained with
-      configs/model.yaml          what this model sets: model_name, pretrained, quick_gelu, image_size, ...
+      configs/model.yaml          what this model sets: model_name, pretrained, quick_gelu, image_size,
+                                  decision_rule (calibrated when model.pt holds thresholds), ...
       models/model.pt             the trained Shift Adapters (`model.pt` of a training run)
       models/<weights file>       the CLIP weights, when `pretrained` is a local file (an open_clip tag stays a tag);
                                   its name is kept: the checkpoint's configuration record names it
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from sdmad.checkpoints import checkpoint_or_none, read_checkpoint
+from sdmad.calibration import check_decision_rule
+from sdmad.checkpoints import CALIBRATION_KEY, checkpoint_or_none, read_checkpoint
 from sdmad.networks.clip_loading import no_weights
 
 INFERENCE_CONFIG = Path("configs") / "inference.yaml"
@@ -37,7 +39,8 @@ class ModelFolderError(ValueError):
 
 def make_model_folder(out: str | Path, bundle_root: str | Path, checkpoint: str | Path | None, model_name: str,
                       pretrained: str, quick_gelu: bool | None = None, image_size: int | None = None,
-                      sign_file: str | Path | None = None, categories: Sequence[str] | None = None) -> Path:
+                      sign_file: str | Path | None = None, categories: Sequence[str] | None = None,
+                      decision_rule: str | None = None) -> Path:
     """Write the model folder ``out`` (replacing one already there only once the new one is complete).
 
     Args:
@@ -47,20 +50,25 @@ def make_model_folder(out: str | Path, bundle_root: str | Path, checkpoint: str 
             ``pretrained`` must name weights (a tag or a file): a deployed model never runs on random weights.
         sign_file: default the bundle's `configs/signs/fastmri_brain.yaml`.
         categories: a subset (and order) of the sign file's categories; None: all of them.
+        decision_rule: "paper" (Eq. 8) or "calibrated" (the thresholds stored in the checkpoint); None: calibrated
+            when the checkpoint holds thresholds, else paper.
     """
     bundle_root, out = Path(bundle_root), Path(out)
     if no_weights(pretrained):
         raise ModelFolderError(f"pretrained={pretrained!r} means random backbone weights; a deployed model needs an "
                                "open_clip tag or a weights file")
     checkpoint = checkpoint_or_none(None if checkpoint is None else str(checkpoint))
-    if checkpoint is not None:
-        read_checkpoint(checkpoint)  # CheckpointError naming the file if it is not an SD-MAD model file
+    calibrated = checkpoint is not None and CALIBRATION_KEY in read_checkpoint(checkpoint)  # CheckpointError if bad
+    decision_rule = check_decision_rule(decision_rule or ("calibrated" if calibrated else "paper"))
+    if decision_rule == "calibrated" and not calibrated:
+        raise ModelFolderError(f"{checkpoint or 'zero-shot CLIP'}: holds no calibrated thresholds; use "
+                               "--decision-rule paper, or a model.pt trained with a validation split")
     sign_file = Path(sign_file) if sign_file else bundle_root / "configs" / "signs" / "fastmri_brain.yaml"
     for required in (bundle_root / INFERENCE_CONFIG, sign_file):
         if not required.is_file():
             raise ModelFolderError(f"{required}: not found")
 
-    settings: dict = {"model_name": model_name, "quick_gelu": quick_gelu,
+    settings: dict = {"model_name": model_name, "quick_gelu": quick_gelu, "decision_rule": decision_rule,
                       "sign_file": f"$@bundle_root + '/configs/signs/{sign_file.name}'",
                       "checkpoint": "$@bundle_root + '/models/model.pt'" if checkpoint else None}
     if image_size is not None:

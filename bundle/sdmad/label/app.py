@@ -2,7 +2,8 @@
 
 Server config (`--conf key value`): `bundle_root` (default: two folders above the app), `model` (the served
 checkpoint, default `<bundle>/models/model.pt`; missing: zero-shot CLIP until the first training),
-`model_name`, `pretrained`, `quick_gelu`, `sign_file`, `max_epochs` (the bound of one training), `slices`;
+`model_name`, `pretrained`, `quick_gelu`, `sign_file`, `decision_rule` (paper, or calibrated: the thresholds stored
+in the served model), `max_epochs` (the bound of one training), `slices`;
 `cors_origins` and `allowed_hosts` are read by the web server (sdmad.label.server).
 
 It is served by sdmad.label.server (`--uvicorn_app sdmad.label.server:app`, as scripts/monailabel_app/serve.py
@@ -30,7 +31,7 @@ from sdmad.label.uncertainty import UncertaintyCache, UncertaintyStrategy
 from sdmad.predictor import BundlePredictor
 
 logger = logging.getLogger(__name__)
-BACKBONE_KEYS = ("model_name", "pretrained", "quick_gelu", "sign_file", "image_size", "device")
+BACKBONE_KEYS = ("model_name", "pretrained", "quick_gelu", "sign_file", "image_size", "device", "decision_rule")
 
 
 class SDMADLabelApp(MONAILabelApp):
