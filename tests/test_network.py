@@ -116,3 +116,22 @@ def test_paper_model_at_240px_builds_with_adapters_on_the_right_blocks(small_sig
     assert network.image_adapters["6"].down.weight.shape == (width // 2, width)
     with torch.no_grad():
         assert network(torch.rand(1, 3, 240, 240)).shape == (1, 3)
+
+
+def test_a_model_of_other_backbone_weights_of_the_same_name_and_size_is_refused(small_signs, tmp_path):
+    """Two pretraining recipes give weights files of one name and size; a model.pt of one is not loaded onto the
+    other (the record holds the file's edge digest)."""
+    from sdmad.checkpoints import CheckpointError, load_model, save_model
+    from sdmad.networks import load_clip
+
+    first, second = tmp_path / "a" / "weights.pt", tmp_path / "b" / "weights.pt"
+    for seed, path in ((0, first), (1, second)):
+        torch.manual_seed(seed)
+        path.parent.mkdir()
+        torch.save(load_clip("sdmad-tiny")[0].state_dict(), path)
+    assert first.stat().st_size == second.stat().st_size
+    model = tmp_path / "model.pt"
+    save_model(build_tiny(small_signs, pretrained=str(first)), model)
+    load_model(build_tiny(small_signs, pretrained=str(first)), model)
+    with pytest.raises(CheckpointError, match="pretrained: checkpoint 'weights.pt .* vs config 'weights.pt"):
+        load_model(build_tiny(small_signs, pretrained=str(second)), model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -222,12 +223,23 @@ class SDMADNetwork(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
+EDGE_BYTES = 1 << 20  # the first and last MiB of a weights file identify it with its name and size
+
+
 def weights_identity(pretrained: str | os.PathLike | None) -> str | None:
-    """A tag as is; a file by name and size (hashing a 1.7 GB file at every load would cost seconds)."""
+    """A tag as is; a file by name, size and the sha256 of its first and last MiB (two files of the same name and
+    size, e.g. two pretraining recipes of one model, differ there; hashing a whole 1.7 GB file at every load would
+    cost seconds)."""
     if no_weights(pretrained):
         return None
     if os.path.isfile(pretrained):
-        return f"{os.path.basename(pretrained)} ({os.path.getsize(pretrained)} bytes)"
+        size = os.path.getsize(pretrained)
+        digest = hashlib.sha256()
+        with open(pretrained, "rb") as handle:
+            digest.update(handle.read(EDGE_BYTES))
+            handle.seek(max(size - EDGE_BYTES, 0))
+            digest.update(handle.read(EDGE_BYTES))
+        return f"{os.path.basename(pretrained)} ({size} bytes, edges sha256 {digest.hexdigest()[:16]})"
     return str(pretrained)
 
 
