@@ -52,7 +52,8 @@ def test_fallbacks_are_applied_and_said():
 def test_multi_label_section_all_absent_figures_equal_a_hand_computation():
     labels = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=np.float32)
     scores = np.array([[0.1, 0.1], [0.9, 0.2], [0.8, 0.7], [0.2, 0.9], [0.3, 0.1]])
-    paper_margins = np.full((5, 2), -1.0)  # Eq. 8 decides absent everywhere
+    paper_margins = np.full((5, 2), -1.0)
+    paper_margins[1, 0] = 1.0  # Eq. 8 finds one true positive: its figures differ from the all-absent ones
     calibration = Calibration([0.5, 0.5], ["", ""], "accuracy", "test", "distance", [2, 2], [3, 3])
     arrays = {"label": labels, "scores": scores, "paper_margins": paper_margins,
               "decisions": scores > 0.5, "margins": scores - 0.5}
@@ -62,7 +63,9 @@ def test_multi_label_section_all_absent_figures_equal_a_hand_computation():
     assert section["hamming_score_all_absent"] == pytest.approx(6 / 10)
     assert section["subset_accuracy_all_absent"] == pytest.approx(2 / 5)
     assert section["jaccard_all_absent"] == pytest.approx(2 / 5)
-    assert section["rules"]["paper"]["hamming_score"] == pytest.approx(6 / 10)  # Eq. 8 here = all absent
+    assert section["rules"]["paper"]["hamming_score"] == pytest.approx(7 / 10)
+    assert section["rules"]["paper"]["subset_accuracy"] == pytest.approx(3 / 5)  # image 1 now right too
+    assert section["rules"]["paper"]["positive_decisions"] == {"a": 1, "b": 0}
     assert section["hamming_score"] == pytest.approx(1.0) and section["subset_accuracy"] == pytest.approx(1.0)
     assert section["rules"]["calibrated"]["positive_decisions"] == {"a": 2, "b": 2}
     assert section["decision_rule"] == "calibrated"

@@ -91,8 +91,9 @@ def test_a_failed_remake_keeps_the_old_folder(model, tmp_path):
 
 
 def test_the_folder_decides_with_the_thresholds_stored_in_the_model(model, phantom_dir, tmp_path):
-    """A model.pt with calibrated thresholds deploys with the calibrated rule (the app decides as the evaluation
-    did); without thresholds the folder uses Eq. 8, and asking for calibrated decisions is refused."""
+    """A model.pt whose training decided with calibrated thresholds deploys with them (the app decides as the
+    evaluation did); thresholds of a run that decided with Eq. 8, or none, give Eq. 8; asking for calibrated
+    decisions without thresholds is refused."""
     from sdmad.calibration import Calibration
 
     content = torch.load(model["checkpoint"], weights_only=True)
@@ -100,8 +101,12 @@ def test_the_folder_decides_with_the_thresholds_stored_in_the_model(model, phant
     thresholds = [0.5 - 0.2 * (c % 2) for c in range(len(categories))]
     content["calibration"] = Calibration(thresholds, ["test"] * len(categories), "accuracy", "test", "distance",
                                          [1] * len(categories), [1] * len(categories)).to_dict()
+    paper_run = tmp_path / "paper_run.pt"
+    torch.save({**content, "run_config": {"training": {"decision_rule": "paper"}}}, paper_run)
+    folder = make_model_folder(tmp_path / "paper", REPO_ROOT, paper_run, "sdmad-tiny", str(model["backbone"]))
+    assert "decision_rule: paper" in (folder / "configs" / "model.yaml").read_text()
     calibrated = tmp_path / "calibrated.pt"
-    torch.save(content, calibrated)
+    torch.save({**content, "run_config": {"training": {"decision_rule": "calibrated"}}}, calibrated)
     folder = make_model_folder(tmp_path / "cal", REPO_ROOT, calibrated, "sdmad-tiny", str(model["backbone"]))
     assert "decision_rule: calibrated" in (folder / "configs" / "model.yaml").read_text()
     scan = sorted((phantom_dir / "nifti").glob("*.nii.gz"))[2]

@@ -65,7 +65,7 @@ def test_two_image_series_still_need_a_choice_and_an_image_without_pixels_is_an_
     series = phantom_series(phantom_dir, tmp_path)
     for file in phantom_series(phantom_dir, tmp_path, 1).iterdir():
         shutil.copy(file, series / f"other_{file.name}")
-    assert "holds 2 DICOM image series; choose one with series_uid" in data_error(series)
+    assert "holds 2 DICOM image series; choose one with --series_uid <UID>" in data_error(series)
     single = phantom_series(phantom_dir, tmp_path, 2)
     victim = sorted(single.glob("*.dcm"))[4]
     dataset = pydicom.dcmread(victim)

@@ -15,12 +15,12 @@ import pytest
 from conftest import REPO_ROOT, bundle, last_line
 
 
-def inference(inputs, out, *overrides: str, debug: bool = False) -> subprocess.CompletedProcess:
+def inference(inputs, out, *overrides: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
                str(REPO_ROOT / "configs" / "inference.yaml"), "--bundle_root", str(REPO_ROOT), "--model_name",
                "sdmad-tiny", "--pretrained", "none", "--checkpoint", "none", "--input", str(inputs), "--output_dir",
                str(out), *overrides]
-    env = {**os.environ, "SDMAD_DEBUG": "1" if debug else ""}
+    env = {**os.environ, "SDMAD_DEBUG": ""}
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -45,17 +45,43 @@ def scans(phantom_dir, tmp_path_factory):
     return folder
 
 
-def test_a_corrupt_scan_is_one_readable_line_and_debug_shows_the_traceback(scans, tmp_path):
+def test_a_corrupt_scan_is_one_readable_line(scans, tmp_path):
     broken = scans / "broken.nii.gz"
     readable(inference(broken, tmp_path / "out"), f"{broken}: cannot be read as nifti", "re-export it")
     assert not (tmp_path / "out").exists()
-    debug = inference(broken, tmp_path / "out", debug=True)
-    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_debugging_keeps_the_traceback_and_other_exceptions_are_left_to_python(monkeypatch, capsys):
+    from sdmad.data import DataError
+    from sdmad.errors import readable_excepthook
+
+    shown = []
+
+    def fallback(kind, error, traceback):
+        shown.append(error)
+
+    try:
+        try:
+            raise DataError("scan.nii.gz: corrupt")
+        except DataError as inner:
+            raise RuntimeError("Failed to evaluate ConfigExpression") from inner
+    except RuntimeError as wrapped:
+        error = wrapped
+    monkeypatch.setenv("SDMAD_DEBUG", "")
+    readable_excepthook(RuntimeError, error, None, fallback)
+    assert capsys.readouterr().err.splitlines()[-1] == "sdmad: error: scan.nii.gz: corrupt" and not shown
+    monkeypatch.setenv("SDMAD_DEBUG", "1")
+    readable_excepthook(RuntimeError, error, None, fallback)
+    bug = KeyError("a bug")
+    monkeypatch.setenv("SDMAD_DEBUG", "")
+    readable_excepthook(KeyError, bug, None, fallback)
+    assert shown == [error, bug]
 
 
 def test_a_folder_keeps_going_past_an_unreadable_scan_with_workers(scans, tmp_path):
+    """DataLoader workers, and a batch of one unreadable scan alone (`--batch_size 1`: it sorts first)."""
     out = tmp_path / "out"
-    result = inference(scans, out, "--num_workers", "2")
+    result = inference(scans, out, "--num_workers", "2", "--batch_size", "1")
     assert result.returncode == 3, result.stderr[-3000:]
     assert last_line(result) == f"sdmad: 1 unreadable scan(s) skipped, 2 scored; reasons in {out / 'errors.csv'}"
     errors = list(csv.DictReader((out / "errors.csv").open()))
@@ -93,3 +119,17 @@ def test_a_bad_label_csv_in_training_names_the_csv_line(phantom_dir, tmp_path):
     result = bundle("training", phantom_dir, tmp_path, "--run_name", "csv", "--csv_file", str(table),
                     extra=(str(REPO_ROOT / "configs" / "csv_task.yaml"),))
     readable(result, f"{table}, line 4: unknown label 'Brain tumour'")
+
+
+def test_skipped_non_image_objects_are_said_on_the_console(phantom_dir, tmp_path):
+    import pydicom
+    from pydicom.uid import ComprehensiveSRStorage
+    from sdmad.data.phantom import write_non_image_object
+
+    name = json.loads((phantom_dir / "manifest.json").read_text())["volumes"][0]["name"]
+    series = shutil.copytree(phantom_dir / "dicom" / name, tmp_path / "series")
+    reference = pydicom.dcmread(next(series.glob("*.dcm")), stop_before_pixels=True)
+    write_non_image_object(series, reference, ComprehensiveSRStorage, "a report")
+    result = inference(series, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "skipped 1 non-image DICOM object(s): Comprehensive SR Storage (1)" in result.stdout + result.stderr

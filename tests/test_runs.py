@@ -56,8 +56,12 @@ def test_resume_checks_the_checkpoints_run_config_and_resume_false_moves_the_run
     config = {"split": settings(), "model": {"lam": 0.9}, "training": {"margin": 0.2, "epochs": 5}}
     prepare_training_dir(train_dir, config)  # a new run: recorded
     (train_dir / "checkpoints").mkdir()
-    torch.save({"network": {}, "sdmad": {}, "run_config": config}, train_dir / "checkpoints" / "checkpoint_epoch=5.pt")
+    torch.save({"network": {}, "sdmad": {}, "run_config": config, "trainer": {"iteration": 10, "epoch_length": 2}},
+               train_dir / "checkpoints" / "checkpoint_epoch=5.pt")
     prepare_training_dir(train_dir, {**config, "training": {"margin": 0.2, "epochs": 8}})  # more epochs: continues
+    with pytest.raises(RunConfigError, match="has trained 5 epochs already, more than --epochs 3"):
+        prepare_training_dir(train_dir, {**config, "training": {"margin": 0.2, "epochs": 3}})
+    assert json.loads((train_dir / "config.json").read_text())["training"]["epochs"] == 8  # untouched by a refusal
     with pytest.raises(RunConfigError, match=r"checkpoint_epoch=5.pt: this run was trained with other settings: "
                                              r"training.margin: run 0.2, now 0.5\. .*--resume false"):
         prepare_training_dir(train_dir, {**config, "training": {"margin": 0.5, "epochs": 5}})
@@ -125,3 +129,27 @@ def test_thresholds_come_from_validation_only_permuted_test_labels_change_nothin
     assert calibration == second["protocols"]["multi_label"]["rules"]["calibrated"]["calibration"]
     assert calibration["source"].startswith("validation split")
     assert first["protocols"]["category_auroc"] != second["protocols"]["category_auroc"]
+
+
+def test_a_model_of_another_run_is_refused_and_resume_false_typed_on_the_command_line_starts_over(
+        trained_run, phantom_dir):
+    other = ("--run_name", "other", "--seed", "1", "--epochs", "1", "--val_interval", "1")
+    ok(bundle("training", phantom_dir, trained_run, *other))
+    foreign = trained_run / "other" / "training" / "model.pt"
+    result = bundle("evaluating", phantom_dir, trained_run, "--run_name", "checked", "--checkpoint", str(foreign))
+    assert result.returncode != 0
+    assert last_line(result).startswith(f"sdmad: error: {foreign}: was trained in another run than checked: "
+                                        "split.seed: checkpoint 1, run 0")
+    ok(bundle("training", phantom_dir, trained_run, *other, "--margin", "0.5", "--resume", "false"))
+    assert [p.name for p in (trained_run / "other").iterdir() if p.name.startswith("training.replaced-")]
+    assert json.loads((trained_run / "other" / "training" / "config.json").read_text())["training"]["margin"] == 0.5
+
+
+def test_yes_no_settings_from_the_command_line():
+    from sdmad.flags import as_flag, as_optional_flag
+
+    assert [as_flag(v, "x") for v in (True, "false", "False", "TRUE", "0", "yes")] == [True, False, False, True,
+                                                                                       False, True]
+    assert as_optional_flag("null", "quick_gelu") is None and as_optional_flag("true", "quick_gelu") is True
+    with pytest.raises(ValueError, match="resume must be true or false, got 'maybe'"):
+        as_flag("maybe", "resume")

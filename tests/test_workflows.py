@@ -52,12 +52,13 @@ def test_evaluation_report_validates_and_matches_the_predictions(trained, phanto
     assert zero_shot["run"]["zero_shot"] and zero_shot["data"] == report["data"]  # the same test split
 
 
-@pytest.mark.parametrize("mode", ["none", "support"])
+@pytest.mark.parametrize("mode", [pytest.param("none", marks=pytest.mark.slow), "support"])
 def test_the_sign_selection_ablations_run_from_evaluation(trained, phantom_dir, mode):
-    """"Ours (no SS)" keeps every sign; "support" ranks the run's few-shot items. The model's thresholds were
-    calibrated under "distance", so evaluation calibrates again on the validation split for the selection used."""
+    """"Ours (no SS)" keeps every sign (in the default run: tests/test_inference.py); "support" ranks the run's
+    few-shot items. The model's thresholds were calibrated under "distance", so evaluation calibrates again on the
+    validation split for the selection used, and writes beside the main report."""
     ok(bundle("evaluating", phantom_dir, trained, "--run_name", "e2e", "--sign_selection", mode))
-    report = json.loads((trained / "e2e" / "evaluating" / "report.json").read_text())
+    report = json.loads((trained / "e2e" / f"evaluating_selection_{mode}" / "report.json").read_text())
     assert report["sign_selection"]["mode"] == mode
     calibration = report["protocols"]["multi_label"]["rules"]["calibrated"]["calibration"]
     assert calibration["sign_selection"] == mode and calibration["source"].startswith("validation split")

@@ -85,6 +85,13 @@ def _unwrap(network: nn.Module) -> nn.Module:
     return network.module if hasattr(network, "module") else network
 
 
+def intended_decision_rule(content: dict) -> str:
+    """The rule a model file is meant to decide with: its training run's `decision_rule` when it also holds the
+    calibrated thresholds, else Eq. 8 ("paper")."""
+    rule = content.get(RUN_CONFIG_KEY, {}).get("training", {}).get("decision_rule", "paper")
+    return "calibrated" if rule == "calibrated" and CALIBRATION_KEY in content else "paper"
+
+
 def checkpoint_or_none(value: str | Path | None) -> str | None:
     """A checkpoint path, or None for "none"/"null"/"" (the command line cannot pass None: MONAI drops it)."""
     return None if value is None or str(value).strip().lower() in ("", "none", "null") else str(value)

@@ -127,13 +127,11 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
     text: PreparedText = engine.state.sdmad_text
     network = unwrap(engine.network)
     network.eval()
-    if "image" not in batch:  # every scan of the batch was unreadable (recorded by the UnreadableScans handler)
-        images = torch.empty(0, 3, network.image_size, network.image_size)
-        batch = {**batch, "label": torch.empty(0, len(network.signs.category_names))} if "label" in batch else batch
-    else:
-        images = batch["image"]
     with torch.inference_mode():  # no autograd state at all (lighter than no_grad)
-        features = network.encode_images(images.to(engine.state.device, non_blocking=True))
+        if "image" in batch:
+            features = network.encode_images(batch["image"].to(engine.state.device, non_blocking=True))
+        else:  # every scan of the batch was unreadable (recorded by the UnreadableScans handler): no rows
+            features = text.sign_features.new_zeros(0, text.sign_features.shape[1])
         scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
     output = {"scores": scores.category_scores, "decisions": text.decide(scores), "margins": text.margins(scores),
               "paper_margins": scores.margins, "anomaly": scores.anomaly_score, "source": batch.get("source"),

@@ -133,7 +133,14 @@ def _interval(report: dict[str, Any], name: str) -> str:
     return f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "undefined"
 
 
-RULE_NAMES = {"paper": "Eq. 8 (paper)", "calibrated": "calibrated thresholds (validation split)"}
+def rule_name(multi_label: dict[str, Any], rule: str) -> str:
+    """How a report names a decision rule: Eq. 8, or calibrated thresholds and where they were chosen."""
+    if rule == "paper":
+        return "Eq. 8 (paper)"
+    calibrated = multi_label["rules"]["calibrated"]
+    source = calibrated["calibration"]["source"] if isinstance(calibrated, dict) else "none available"
+    return f"calibrated thresholds ({source})"
+
 
 
 def report_markdown(report: dict[str, Any]) -> str:
@@ -146,7 +153,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- model: {model}; backbone: {run['backbone']}",
         f"- test set: {data['test_slices']} slices ({data['normal_slices']} normal); seed {run['seed']}; "
         f"device {run['device']}; config sha256 `{run['config_hash'][:12]}`",
-        f"- decisions: **{RULE_NAMES[multi['decision_rule']]}**; sign selection: {report['sign_selection']['mode']}",
+        f"- decisions: **{rule_name(multi, multi['decision_rule'])}**; sign selection: "
+        f"{report['sign_selection']['mode']}",
         f"- 95 % intervals: {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}",
         "- research use only, not for diagnosis", "",
         "| protocol | metric | value | 95 % interval | all-absent predictor |", "|---|---|---|---|---|",
@@ -167,9 +175,9 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     for rule, figures in multi["rules"].items():
         if isinstance(figures, str):
-            lines.append(f"| {RULE_NAMES[rule]} | {figures} | | | |")
+            lines.append(f"| {rule_name(multi, rule)} | {figures} | | | |")
         else:
-            lines.append(f"| {RULE_NAMES[rule]} | {_figure(figures['hamming_score'])} | "
+            lines.append(f"| {rule_name(multi, rule)} | {_figure(figures['hamming_score'])} | "
                          f"{_figure(figures['subset_accuracy'])} | {_figure(figures['jaccard'])} | "
                          f"{sum(figures['positive_decisions'].values())} |")
     lines.append(f"| all-absent predictor | {_figure(multi['hamming_score_all_absent'])} | "
@@ -225,7 +233,7 @@ def headline(report: dict[str, Any], where: str | Path) -> str:
     protocols = report["protocols"]
     category, multi = protocols["category_auroc"], protocols["multi_label"]
     return (f"evaluation ({'zero-shot CLIP' if report['run']['zero_shot'] else 'trained adapters'}, "
-            f"{report['data']['test_slices']} test slices, decisions: {RULE_NAMES[multi['decision_rule']]}): "
+            f"{report['data']['test_slices']} test slices, decisions: {rule_name(multi, multi['decision_rule'])}): "
             f"mean category AUROC {_figure(category['mean'])} ({category['defined']}/{category['total']} defined), "
             f"Hamming score {_figure(multi['hamming_score'])} (all-absent {_figure(multi['hamming_score_all_absent'])}"
             f"), subset accuracy {_figure(multi['subset_accuracy'])} (all-absent "

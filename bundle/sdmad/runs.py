@@ -23,11 +23,12 @@ from sdmad.data.errors import DataError
 from sdmad.data.few_shot import few_shot_split
 from sdmad.data.items import with_array_labels
 from sdmad.errors import SDMADError
+from sdmad.flags import as_flag
 
 logger = logging.getLogger(__name__)
 
 # Raising these continues a run (more epochs) or changes only what is logged; every other key must match.
-RESUMABLE_KEYS = ("training.epochs", "training.val_interval", "training.log_interval")
+RESUMABLE_KEYS = ("training.epochs", "training.val_interval", "training.log_interval", "training.decision_rule")
 # What an evaluation must share with its training run.
 EVALUATION_SECTIONS = ("split", "model")
 SPLITS = ("train", "val", "test")
@@ -90,7 +91,7 @@ def run_splits(items: Callable[[], list[dict]], settings: Mapping[str, Any], spl
         write: True for `training`; False for `evaluating`, which never makes a split.
         require_test: False allows an empty test split (retraining on every labelled study).
     """
-    path = Path(splits_file)
+    path, require_test = Path(splits_file), as_flag(require_test, "require_test")
     if path.is_file():
         content = json.loads(path.read_text())
         recorded = content.get("settings")
@@ -114,20 +115,24 @@ def run_splits(items: Callable[[], list[dict]], settings: Mapping[str, Any], spl
     return splits
 
 
-def _training_record(train_dir: Path) -> tuple[Path, dict] | None:
-    """The run config recorded by the newest training checkpoint, else by config.json; None for a new run."""
+def _training_record(train_dir: Path) -> tuple[Path, dict, int] | None:
+    """The run config recorded by the newest training checkpoint (with the epochs it has trained), else by
+    config.json of a finished run; None for a new run."""
     from sdmad.checkpoints import read_checkpoint
     from sdmad.handlers.checkpoints import latest_checkpoint
 
     checkpoint = latest_checkpoint(train_dir / "checkpoints")
     if checkpoint is not None:
-        recorded = read_checkpoint(checkpoint).get(RunRecord.KEY)
+        content = read_checkpoint(checkpoint)
+        recorded = content.get(RunRecord.KEY)
         if recorded is None:
             raise RunConfigError(f"{checkpoint}: written by an older version without its run config; train again "
                                  f"with --resume false (starts this run over) or choose another --run_name")
-        return checkpoint, recorded
+        trainer = content.get("trainer", {})  # Ignite's engine state: iterations and epoch length
+        return checkpoint, recorded, int(trainer.get("iteration", 0)) // max(int(trainer.get("epoch_length", 1)), 1)
     if (train_dir / "model.pt").is_file() and (train_dir / "config.json").is_file():
-        return train_dir / "config.json", json.loads((train_dir / "config.json").read_text())
+        recorded = json.loads((train_dir / "config.json").read_text())
+        return train_dir / "config.json", recorded, int(recorded.get("training", {}).get("epochs", 0))
     return None
 
 
@@ -140,7 +145,7 @@ def prepare_training_dir(train_dir: str | Path, run_config: Mapping[str, Any], r
     """
     import ignite.distributed as idist
 
-    train_dir = Path(train_dir)
+    train_dir, resume = Path(train_dir), as_flag(resume, "resume")
     if idist.get_rank() != 0:  # with several processes, rank 0 checks, moves and writes
         return
     if not resume and train_dir.is_dir() and any(train_dir.iterdir()):
@@ -151,26 +156,54 @@ def prepare_training_dir(train_dir: str | Path, run_config: Mapping[str, Any], r
     elif resume:
         record = _training_record(train_dir)
         if record is not None:
-            where, recorded = record
+            where, recorded, trained = record
             changed = differences(recorded, run_config, ignore=RESUMABLE_KEYS)
             if changed:
                 raise RunConfigError(f"{where}: this run was trained with other settings: " + "; ".join(changed)
                                      + ". Re-run with the run's settings (raising --epochs continues it), pass "
                                      "--resume false to start it over in this folder, or choose another --run_name")
+            epochs = int(dict(run_config).get("training", {}).get("epochs", trained))
+            if epochs < trained:
+                raise RunConfigError(f"{where}: this run has trained {trained} epochs already, more than --epochs "
+                                     f"{epochs}; pass --epochs {trained} or more to continue it, --resume false to "
+                                     f"start it over, or choose another --run_name")
     write_json_atomic(dict(run_config), train_dir / "config.json")
 
 
-def check_against_training(train_dir: str | Path, run_config: Mapping[str, Any],
+def check_against_training(train_dir: str | Path, run_config: Mapping[str, Any], checkpoint: str | Path | None = None,
                            sections: Sequence[str] = EVALUATION_SECTIONS) -> None:
-    """Refuse an evaluation whose split or model settings differ from its training run's (RunConfigError)."""
+    """Refuse an evaluation whose split or model settings differ from its training run's, or a checkpoint trained
+    in another run (whose training or validation images may sit in this run's test split): RunConfigError."""
+    from sdmad.checkpoints import read_checkpoint
+
     path = Path(train_dir) / "config.json"
     if not path.is_file():
         raise RunConfigError(f"{path}: not found; run `training` with the same --run_name first")
-    changed = differences(json.loads(path.read_text()), run_config, sections=sections,
-                          names=("training", "evaluation"))
+    training = json.loads(path.read_text())
+    changed = differences(training, run_config, sections=sections, names=("training", "evaluation"))
     if changed:
         raise RunConfigError(f"{path}: the evaluation's settings differ from its training run's: "
                              + "; ".join(changed) + ". Evaluate with the training run's settings, or train a new run")
+    if checkpoint is not None:
+        recorded = read_checkpoint(checkpoint).get(RunRecord.KEY)
+        if recorded is None:
+            raise RunConfigError(f"{checkpoint}: records no run settings, so nothing shows that its training and "
+                                 f"validation images are outside this run's test split; evaluate a model trained in "
+                                 f"this run (its model.pt)")
+        changed = differences(recorded, training, sections=sections, names=("checkpoint", "run"))
+        if changed:
+            raise RunConfigError(f"{checkpoint}: was trained in another run than {Path(train_dir).parent.name}: "
+                                 + "; ".join(changed) + ". Its training or validation images may be in this run's "
+                                 "test split; evaluate it in its own run")
+
+
+def evaluation_dir(run_dir: str | Path, checkpoint: str | Path | None, sign_selection: str = "distance") -> str:
+    """Where an evaluation writes: `<run>/evaluating`, `_zero_shot` without a checkpoint, `_selection_<mode>` for a
+    sign selection other than the paper's (an ablation never overwrites the main report)."""
+    from sdmad.checkpoints import checkpoint_or_none
+
+    name = "evaluating" + ("" if checkpoint_or_none(checkpoint) else "_zero_shot")
+    return str(Path(run_dir) / (name + ("" if sign_selection == "distance" else f"_selection_{sign_selection}")))
 
 
 class RunRecord:

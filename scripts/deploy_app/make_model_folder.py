@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--sign-file", default=None, help="default configs/signs/fastmri_brain.yaml")
     parser.add_argument("--categories", nargs="*", default=None)
     parser.add_argument("--decision-rule", choices=("paper", "calibrated"), default=None,
-                        help="default: calibrated when the checkpoint holds thresholds (docs/method.md), else paper")
+                        help="default: the rule the checkpoint's training run decided with (docs/method.md)")
     parser.add_argument("--out", default="models/deploy")
     args = parser.parse_args()
     folder = make_model_folder(args.out, BUNDLE_ROOT, args.checkpoint, args.model_name, args.pretrained,

@@ -3,8 +3,8 @@
     .venv-label/bin/python scripts/monailabel_app/serve.py --studies data/label_studies [--port 8000]
 
 The backbone and model default to the demo's (models/sdmad-tiny-phantom.pt, runs/demo/training/model.pt) when
-they exist, deciding with the model's calibrated thresholds when it holds them; pass `--conf KEY VALUE` pairs to
-override (docs/monailabel.md). The server is MONAI Label's, serving
+they exist, deciding with the rule the model was trained to use; pass `--conf KEY VALUE` pairs to override
+(docs/monailabel.md). The server is MONAI Label's, serving
 the guarded web app sdmad.label.server (docs/monailabel.md, "Security"). It has no authentication.
 """
 
@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def has_thresholds(model: Path) -> bool:
-    """Whether a served model file holds calibrated decision thresholds (docs/method.md)."""
-    from sdmad.checkpoints import CALIBRATION_KEY, read_checkpoint
+def served_decision_rule(model: Path) -> str:
+    """The rule the served model file was trained to decide with (docs/method.md); Eq. 8 without a model."""
+    from sdmad.checkpoints import intended_decision_rule, read_checkpoint
 
-    return model.is_file() and CALIBRATION_KEY in read_checkpoint(model)
+    return intended_decision_rule(read_checkpoint(model)) if model.is_file() else "paper"
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
         conf.update(model_name="sdmad-tiny", pretrained=str(backbone), model=str(ROOT / "models" / "label_model.pt"))
         if model.is_file() and not (ROOT / "models" / "label_model.pt").exists():
             (ROOT / "models" / "label_model.pt").write_bytes(model.read_bytes())
-        conf["decision_rule"] = "calibrated" if has_thresholds(ROOT / "models" / "label_model.pt") else "paper"
+        conf["decision_rule"] = served_decision_rule(ROOT / "models" / "label_model.pt")
     conf.update(dict(args.conf))
     if args.host not in LOOPBACK:
         print(f"warning: serving on {args.host}: the server has no authentication; put it behind a reverse proxy "

@@ -33,7 +33,7 @@ PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 POSITION_DECIMALS = 2  # mm: positions closer than 0.01 mm are the same slice position
 # Attributes that tell the volumes of a 4-D series apart, most specific first.
 VOLUME_ATTRIBUTES = ("TemporalPositionIdentifier", "AcquisitionNumber", "DiffusionBValue", "EchoNumbers",
-                     "TriggerTime", "SeriesNumber", "InstanceNumber")
+                     "TriggerTime", "SeriesNumber")
 
 
 def has_pixels(dataset: pydicom.Dataset) -> bool:
@@ -108,14 +108,16 @@ def four_d_problem(where: str | Path, datasets: Sequence[pydicom.Dataset]) -> st
     if max(repeats) == 1:
         return None
     group = max(positions.values(), key=len)
-    attribute, values = next(((name, sorted({str(getattr(d, name, "")) for d in group}))
-                              for name in VOLUME_ATTRIBUTES if len({str(getattr(d, name, "")) for d in group}) > 1),
-                             ("(no attribute tells them apart)", []))
-    volumes = max(repeats)
-    return (f"{where}: a 4-D series: {len(datasets)} images at {len(positions)} slice positions ({volumes} volumes, "
-            f"told apart by {attribute}: {', '.join(values[:8])}{' ...' if len(values) > 8 else ''}); SD-MAD scores "
-            f"3-D volumes: put the images of one {attribute} in their own folder (or export one volume, e.g. with "
-            f"dcm2niix) and score that")
+    found = next(((name, sorted({str(getattr(d, name, "")) for d in group})) for name in VOLUME_ATTRIBUTES
+                  if len({str(getattr(d, name, "")) for d in group}) > 1), None)
+    if found:
+        apart = f", told apart by {found[0]}: {', '.join(found[1][:8])}{' ...' if len(found[1]) > 8 else ''}"
+        choose = f"put the images of one {found[0]} in their own folder"
+    else:
+        apart, choose = ", no attribute tells them apart", "put the images of one volume in their own folder"
+    return (f"{where}: a 4-D series: {len(datasets)} images at {len(positions)} slice positions ({max(repeats)} "
+            f"volumes{apart}); SD-MAD scores 3-D volumes: {choose} (or export one volume, e.g. with dcm2niix) and "
+            f"score that")
 
 
 def check_image_series(where: str | Path, headers: Iterable[tuple[Any, pydicom.Dataset]]) -> None:
@@ -162,7 +164,8 @@ def choose_series(path: str | Path, series_uid: str | None = None) -> tuple[str,
         listing = ", ".join(f"{uid} ({len(files)} files, "
                             f"{getattr(files[0][1], 'SeriesDescription', '') or 'no description'})"
                             for uid, files in sorted(by_series.items()))
-        raise DataError(f"{path}: holds {len(by_series)} DICOM image series; choose one with series_uid: {listing}")
+        raise DataError(f"{path}: holds {len(by_series)} DICOM image series; choose one with --series_uid <UID> "
+                        f"(inference) or the item key series_uid: {listing}")
     if series_uid is not None and series_uid not in by_series:
         raise DataError(f"{path}: has no image series {series_uid} (image series present: {sorted(by_series)})")
     chosen = series_uid or next(iter(by_series))

@@ -112,7 +112,8 @@ class FastMRIH5Reader(ImageReader):
         try:
             handle = h5py.File(img.path, "r")
         except OSError as err:
-            raise DataError(f"{img.path}: cannot be opened as an HDF5 (fastMRI .h5) file: {err}") from err
+            raise DataError(f"{img.path}: cannot be opened as an HDF5 (fastMRI .h5) file ({err}); the file is corrupt "
+                            f"or truncated: download it again, or leave it out") from err
         with handle:
             has_rss, has_kspace = "reconstruction_rss" in handle, "kspace" in handle
             use_rss = has_rss and self.source in ("auto", "reconstruction_rss")

@@ -5,7 +5,7 @@
       configs/metadata.json       the bundle's metadata
       configs/signs/<name>.yaml   the sign file the adapters were trained with
       configs/model.yaml          what this model sets: model_name, pretrained, quick_gelu, image_size,
-                                  decision_rule (calibrated when model.pt holds thresholds), ...
+                                  decision_rule (that of the training run), ...
       models/model.pt             the trained Shift Adapters (`model.pt` of a training run)
       models/<weights file>       the CLIP weights, when `pretrained` is a local file (an open_clip tag stays a tag);
                                   its name is kept: the checkpoint's configuration record names it
@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from sdmad.calibration import check_decision_rule
-from sdmad.checkpoints import CALIBRATION_KEY, checkpoint_or_none, read_checkpoint
+from sdmad.checkpoints import CALIBRATION_KEY, checkpoint_or_none, intended_decision_rule, read_checkpoint
 from sdmad.networks.clip_loading import no_weights
 
 INFERENCE_CONFIG = Path("configs") / "inference.yaml"
@@ -50,17 +50,17 @@ def make_model_folder(out: str | Path, bundle_root: str | Path, checkpoint: str 
             ``pretrained`` must name weights (a tag or a file): a deployed model never runs on random weights.
         sign_file: default the bundle's `configs/signs/fastmri_brain.yaml`.
         categories: a subset (and order) of the sign file's categories; None: all of them.
-        decision_rule: "paper" (Eq. 8) or "calibrated" (the thresholds stored in the checkpoint); None: calibrated
-            when the checkpoint holds thresholds, else paper.
+        decision_rule: "paper" (Eq. 8) or "calibrated" (the thresholds stored in the checkpoint); None: the rule the
+            checkpoint's training run decided with (sdmad.checkpoints.intended_decision_rule).
     """
     bundle_root, out = Path(bundle_root), Path(out)
     if no_weights(pretrained):
         raise ModelFolderError(f"pretrained={pretrained!r} means random backbone weights; a deployed model needs an "
                                "open_clip tag or a weights file")
     checkpoint = checkpoint_or_none(None if checkpoint is None else str(checkpoint))
-    calibrated = checkpoint is not None and CALIBRATION_KEY in read_checkpoint(checkpoint)  # CheckpointError if bad
-    decision_rule = check_decision_rule(decision_rule or ("calibrated" if calibrated else "paper"))
-    if decision_rule == "calibrated" and not calibrated:
+    content = read_checkpoint(checkpoint) if checkpoint is not None else {}  # CheckpointError if not a model file
+    decision_rule = check_decision_rule(decision_rule or intended_decision_rule(content))
+    if decision_rule == "calibrated" and CALIBRATION_KEY not in content:
         raise ModelFolderError(f"{checkpoint or 'zero-shot CLIP'}: holds no calibrated thresholds; use "
                                "--decision-rule paper, or a model.pt trained with a validation split")
     sign_file = Path(sign_file) if sign_file else bundle_root / "configs" / "signs" / "fastmri_brain.yaml"

@@ -14,6 +14,7 @@ from open_clip.transformer import text_global_pool
 from torch import nn
 
 from sdmad.calibration import Calibration
+from sdmad.flags import as_flag, as_optional_flag
 from sdmad.inference import Scores, SignSelection, score_images, select_signs
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip, no_weights
 from sdmad.networks.shift_adapter import ShiftAdapter
@@ -85,10 +86,12 @@ class SDMADNetwork(nn.Module):
         grad_checkpointing: bool = False,
     ):
         super().__init__()
+        text_adapter, grad_checkpointing = as_flag(text_adapter, "text_adapter"), as_flag(grad_checkpointing,
+                                                                                           "grad_checkpointing")
+        quick_gelu = as_optional_flag(quick_gelu, "quick_gelu")
         if frozen_dtype not in FROZEN_DTYPES:
             raise ValueError(f"frozen_dtype must be one of {sorted(FROZEN_DTYPES)}, got '{frozen_dtype}'")
         self.signs = signs
-        self.image_size = image_size
         # set by sdmad.checkpoints.load_model: the loaded file and its calibrated decision thresholds (if any)
         self.checkpoint: str | None = None
         self.calibration: Calibration | None = None
