@@ -56,10 +56,6 @@ class PreparedText:
             return scores.category_scores - self.calibration.threshold_tensor(scores.category_scores)
         return scores.margins
 
-    def decide(self, scores: Scores) -> torch.Tensor:
-        """[B, C] bool decisions of the run's rule."""
-        return self.margins(scores) > 0
-
 
 @torch.no_grad()
 def prepare_text(network: torch.nn.Module, mode: str = "distance", support_loader: Any = None,
@@ -133,7 +129,8 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
         else:  # every scan of the batch was unreadable (recorded by the UnreadableScans handler): no rows
             features = text.sign_features.new_zeros(0, text.sign_features.shape[1])
         scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
-    output = {"scores": scores.category_scores, "decisions": text.decide(scores), "margins": text.margins(scores),
+        margins = text.margins(scores)
+    output = {"scores": scores.category_scores, "decisions": margins > 0, "margins": margins,
               "paper_margins": scores.margins, "anomaly": scores.anomaly_score, "source": batch.get("source"),
               "slice_index": batch.get("slice_index")}
     if "label" in batch:

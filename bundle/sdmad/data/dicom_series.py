@@ -54,10 +54,12 @@ def series_uid_of(dataset: pydicom.Dataset) -> str:
     return str(getattr(dataset, "SeriesInstanceUID", "unknown"))
 
 
-def read_headers(path: str | Path) -> list[tuple[Path, pydicom.Dataset]]:
-    """The DICOM headers of a file or of the files of a folder (large values such as the pixels stay on disk)."""
+def read_headers(path: str | Path, recursive: bool = False) -> list[tuple[Path, pydicom.Dataset]]:
+    """The DICOM headers of a file or of the files of a folder (and its subfolders when ``recursive``); large
+    values such as the pixels stay on disk."""
     path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file()) if path.is_dir() \
+        else [path]
     headers = []
     for file in files:
         if not pydicom.misc.is_dicom(file):

@@ -19,7 +19,8 @@ from sdmad.data.errors import DataError
 SliceSpec = Sequence[int] | str | None
 
 
-def _source_name(image: Any) -> str:
+def source_name(image: Any) -> str:
+    """The file an image was read from (its meta `filename_or_obj`)."""
     meta = getattr(image, "meta", {}) or {}
     return str(meta.get("filename_or_obj", "<in-memory image>"))
 
@@ -33,7 +34,7 @@ class CheckFinited(MapTransform):
             image = item[key]
             if not torch.isfinite(torch.as_tensor(image)).all():
                 bad = int((~torch.isfinite(torch.as_tensor(image))).sum())
-                raise DataError(f"{_source_name(image)}: {bad} NaN/Inf intensities in '{key}'")
+                raise DataError(f"{source_name(image)}: {bad} NaN/Inf intensities in '{key}'")
         return item
 
 
@@ -72,7 +73,7 @@ class ExtractSlicesd(MapTransform):
         item = dict(data)
         keys = list(self.key_iterator(item))
         first = item[keys[0]]
-        source = _source_name(first)
+        source = source_name(first)
         if first.ndim == 3:  # [C, row, column]: a 2-D image
             available = [0]
         elif first.ndim == 4:
@@ -109,5 +110,5 @@ class AsRGBd(MapTransform):
             elif channels == 4:
                 item[key] = image[:3]
             elif channels != 3:
-                raise DataError(f"{_source_name(image)}: {channels} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+                raise DataError(f"{source_name(image)}: {channels} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
         return item

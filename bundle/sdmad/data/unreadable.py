@@ -15,6 +15,7 @@ from typing import Any
 
 from monai.data import list_data_collate
 
+from sdmad.data.slices import source_name
 from sdmad.errors import one_line, project_error
 
 UNREADABLE_KEY = "unreadable"
@@ -23,8 +24,7 @@ ON_ERROR = ("auto", "skip", "fail")
 
 def _source(item: Mapping[Hashable, Any]) -> str:
     image = item.get("image")
-    meta = getattr(image, "meta", None)
-    return str(meta.get("filename_or_obj", "<in-memory image>")) if meta is not None else str(image)
+    return source_name(image) if hasattr(image, "meta") else str(image)
 
 
 class RecordUnreadable:

@@ -22,7 +22,7 @@ from monai.deploy.operators import DICOMSeriesToVolumeOperator
 from sdmad.atomic import write_json_atomic
 from sdmad.data.errors import DataError
 from sdmad.deploy.model_folder import model_folder_configs
-from sdmad.deploy.scans import ScanInput, check_series, image_to_metatensor, nifti_files
+from sdmad.deploy.scans import ScanInput, check_series, image_to_metatensor, input_headers, nifti_files
 from sdmad.deploy.structured_report import NOT_FOR_DIAGNOSIS, SeriesFindings, study_report
 from sdmad.predictor import BundlePredictor
 
@@ -52,16 +52,17 @@ class SeriesVolumesOperator(DICOMSeriesToVolumeOperator):
 
     def compute(self, op_input, op_output, context):
         selections = op_input.receive(self.input_name_series) or []
-        scans = [self.series_scan(selection.study, selected.series)
+        headers = input_headers(self.input_folder) if selections else []
+        scans = [self.series_scan(selection.study, selected.series, headers)
                  for selection in selections for selected in selection.selected_series]
         if not scans:
             raise DataError("no MR image series (MR Image Storage) in the input study or studies; nothing to score")
         op_output.emit(scans, "scans")
 
-    def series_scan(self, study, series) -> ScanInput:
+    def series_scan(self, study, series, headers) -> ScanInput:
         # The SDK's per-series steps (convert_to_image runs them for the first selected series only), after the
         # bundle loader's own checks (pixels present, no mosaic, not 4-D), so that both read a series alike.
-        check_series(series, self.input_folder)
+        check_series(series, headers)
         self.prepare_series(series)
         metadata = self.create_metadata(series)
         metadata["affine"] = series.nifti_affine_transform

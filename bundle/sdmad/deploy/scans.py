@@ -16,7 +16,7 @@ import pydicom
 import torch
 from monai.data import MetaTensor
 
-from sdmad.data.dicom_series import check_image_series, series_uid_of
+from sdmad.data.dicom_series import check_image_series, read_headers, series_uid_of
 from sdmad.data.errors import DataError
 from sdmad.data.loading import NIFTI_SUFFIXES
 
@@ -35,15 +35,19 @@ def _file_of(dataset: pydicom.Dataset) -> str:
     return str(getattr(dataset, "filename", None) or f"SOP instance {getattr(dataset, 'SOPInstanceUID', '?')}")
 
 
-def check_series(series: Any, input_folder: Path) -> None:
+def input_headers(input_folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
+    """The headers of every DICOM file under the app's input folder, read once for all its series."""
+    return read_headers(input_folder, recursive=True)
+
+
+def check_series(series: Any, headers: list[tuple[Path, pydicom.Dataset]]) -> None:
     """The bundle loader's rules (sdmad.data.dicom_series) for a series the SDK selected, on the series' files as
-    they are in ``input_folder``: pixel data in every file, no Siemens mosaic, not 4-D. The SDK's loader keeps one
-    image per slice position (the highest AcquisitionNumber) and would score one volume of a 4-D series without a
-    word; this check refuses it with the message the bundle gives for the same folder (a DataError)."""
+    they are in the input folder (``headers``: ``input_headers``): pixel data in every file, no Siemens mosaic, not
+    4-D. The SDK's loader keeps one image per slice position (the highest AcquisitionNumber) and would score one
+    volume of a 4-D series without a word; this check refuses it with the message the bundle gives for the same
+    folder (a DataError)."""
     uid = str(series.SeriesInstanceUID)
-    files = [p for p in sorted(Path(input_folder).rglob("*")) if p.is_file() and pydicom.misc.is_dicom(p)]
-    headers = [(file, header) for file in files
-               if series_uid_of(header := pydicom.dcmread(file, defer_size="1 KB", stop_before_pixels=False)) == uid]
+    headers = [(file, header) for file, header in headers if series_uid_of(header) == uid]
     if not headers:  # e.g. a series handed over in memory: check what the SDK kept
         headers = [(_file_of(d), d) for d in (i.get_native_sop_instance() for i in series.get_sop_instances())]
     folders = {str(Path(file).parent) for file, _ in headers}
