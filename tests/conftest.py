@@ -29,6 +29,13 @@ def small_signs() -> SignSet:
     )
 
 
+def clip_ready(items: list[dict], image_size: int = 240) -> torch.Tensor:
+    """``scan_transforms`` slice items -> `[B, 3, S, S]` CLIP inputs, as the engines' ``prepare_batch`` makes them."""
+    from sdmad.data import CLIPInput, PrepareSlices, collate_slices
+
+    return PrepareSlices(CLIPInput(image_size))(collate_slices(items), "cpu")[0]
+
+
 def build_tiny(signs: SignSet, seed: int = 0, **kwargs) -> SDMADNetwork:
     torch.manual_seed(seed)
     return SDMADNetwork(signs, model_name="sdmad-tiny", **kwargs)

@@ -12,6 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
+from conftest import clip_ready
 from monai.transforms import Compose
 from sdmad.data import CLIP_MEAN, CLIP_STD, DataError, FastMRIH5Reader, scan_to_slices, scan_transforms
 from sdmad.data.dicom_series import choose_series, read_headers, series_uid_of
@@ -76,10 +77,11 @@ def test_h5_reader_reads_only_the_slices_asked_for(phantom_dir, monkeypatch):
 
 def test_full_chain_gives_clip_ready_slices(phantom_dir):
     name = manifest(phantom_dir)["volumes"][0]["name"]
-    out = scan_transforms(image_size=240, slices=[0, 5])({"image": str(phantom_dir / "nifti" / f"{name}.nii.gz"),
-                                                           "label": np.zeros(6, np.float32)})
+    out = scan_transforms(slices=[0, 5])({"image": str(phantom_dir / "nifti" / f"{name}.nii.gz"),
+                                          "label": np.zeros(6, np.float32)})
     assert [item["slice_index"] for item in out] == [0, 5]
-    image = out[0]["image"]
+    assert type(out[0]["image"]) is torch.Tensor and out[0]["image"].shape[0] == 1  # native size, grey, no meta
+    image = clip_ready(out)[0]
     assert tuple(image.shape) == (3, 240, 240) and image.dtype == torch.float32
     mean, std = torch.tensor(CLIP_MEAN)[:, None, None], torch.tensor(CLIP_STD)[:, None, None]
     grey = image * std + mean  # undo the CLIP normalisation: three identical channels in [0, 1]
@@ -90,8 +92,8 @@ def test_full_chain_gives_clip_ready_slices(phantom_dir):
 
 def test_png_is_one_slice(phantom_dir):
     png = next((phantom_dir / "bmad" / "PhantomBrain_AD" / "test" / "good" / "img").glob("*.png"))
-    out = scan_transforms(image_size=120)({"image": str(png)})
-    assert len(out) == 1 and out[0]["slice_index"] == 0 and tuple(out[0]["image"].shape) == (3, 120, 120)
+    out = scan_transforms()({"image": str(png)})
+    assert len(out) == 1 and out[0]["slice_index"] == 0 and tuple(clip_ready(out, 120).shape) == (1, 3, 120, 120)
 
 
 def test_slice_range_selection(phantom_dir):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import clip_ready
 from monai.data import MetaTensor
 from monai.transforms import Compose
 from PIL import Image
@@ -26,8 +27,8 @@ def marker_volume() -> PhantomVolume:
     return PhantomVolume(name="marker", labels=(), volume=volume)
 
 
-def clip_inputs(path) -> list[torch.Tensor]:
-    return [item["image"] for item in Compose([scan_transforms()])({"image": str(path)})]
+def clip_inputs(path) -> torch.Tensor:
+    return clip_ready(Compose([scan_transforms()])({"image": str(path)}))
 
 
 def test_one_marker_volume_gives_the_same_clip_input_in_nifti_dicom_h5_and_png(tmp_path):

@@ -14,7 +14,7 @@ scikit-learn's ``roc_curve`` gives every operating point; choosing one per categ
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -125,17 +125,19 @@ class Calibrator:
     selection, then ``choose_thresholds``.
 
     Args:
-        dataset: the validation split's slices (a MONAI data set of preprocessed items).
+        dataset: the validation split's slices (a MONAI data set of scan_transforms' slice items).
+        prepare_batch: makes a collated batch CLIP-ready on the network's device (sdmad.data.PrepareSlices).
         fallback_dataset: the few-shot training items, used only when ``dataset`` is empty (flagged optimistic).
         metric, min_positives, negative_quantile: see ``choose_thresholds``.
         batch_size: images per forward pass.
     """
 
-    def __init__(self, dataset: Any, fallback_dataset: Any = None, metric: str = "accuracy", min_positives: int = 2,
-                 negative_quantile: float = 0.95, batch_size: int = 16):
+    def __init__(self, dataset: Any, prepare_batch: Callable, fallback_dataset: Any = None, metric: str = "accuracy",
+                 min_positives: int = 2, negative_quantile: float = 0.95, batch_size: int = 16):
         if metric not in CALIBRATION_METRICS:
             raise ValueError(f"calibration metric must be one of {CALIBRATION_METRICS}, got '{metric}'")
-        self.dataset, self.fallback_dataset, self.metric = dataset, fallback_dataset, metric
+        self.dataset, self.prepare_batch = dataset, prepare_batch
+        self.fallback_dataset, self.metric = fallback_dataset, metric
         self.min_positives, self.negative_quantile, self.batch_size = min_positives, negative_quantile, batch_size
 
     @torch.no_grad()
@@ -156,7 +158,8 @@ class Calibrator:
         device = text.sign_features.device
         scores, labels = [], []
         for batch in DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate_slices):
-            features = network.encode_images(batch["image"].to(device))
+            images, _ = self.prepare_batch(batch, device)
+            features = network.encode_images(images)
             scores.append(score_images(features, text.sign_features, text.anchor,
                                        text.selection.category_mask()).category_scores.float().cpu())
             labels.append(torch.as_tensor(batch["label"]).float())

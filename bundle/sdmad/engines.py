@@ -15,6 +15,7 @@ from ignite.engine import Engine, Events
 
 from sdmad.calibration import Calibration, Calibrator, check_decision_rule
 from sdmad.checkpoints import CheckpointError
+from sdmad.data.clip_input import PrepareSlices
 from sdmad.inference import Scores, SignSelection, score_images, select_signs
 
 
@@ -25,9 +26,7 @@ def unwrap(network: torch.nn.Module) -> torch.nn.Module:
 
 def train_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
     """One optimisation step on the SD-MAD loss; returns the loss and its parts for the handlers."""
-    device = engine.state.device
-    images = batch["image"].to(device, non_blocking=True)
-    labels = batch["label"].to(device, non_blocking=True).float()
+    images, labels = engine.prepare_batch(batch, engine.state.device, non_blocking=True)
     engine.network.train()
     image_features, sign_features, anchor = engine.network(images, output="features")
     parts = engine.loss_function(image_features, labels, sign_features, unwrap(engine.network).sign_category, anchor)
@@ -59,9 +58,9 @@ class PreparedText:
 
 @torch.no_grad()
 def prepare_text(network: torch.nn.Module, mode: str = "distance", support_loader: Any = None,
-                 device: torch.device | str = "cpu") -> PreparedText:
+                 device: torch.device | str = "cpu", prepare_batch: PrepareSlices | None = None) -> PreparedText:
     """Current sign features and anchor of ``network`` and their sign selection (``mode`` "support" encodes the
-    few-shot images of ``support_loader``)."""
+    few-shot images of ``support_loader``, made CLIP-ready by ``prepare_batch``)."""
     network = unwrap(network)
     network.eval()
     sign_features, anchor = network.sign_features(), network.anchor_feature()
@@ -70,9 +69,9 @@ def prepare_text(network: torch.nn.Module, mode: str = "distance", support_loade
         if support_loader is None:
             raise ValueError("sign selection mode 'support' needs the few-shot items: it is available in `training` "
                              "and `evaluating` (their support loader), not in `inference`")
-        batches = [(network.encode_images(b["image"].to(device)), b["label"]) for b in support_loader if "image" in b]
-        support_features = torch.cat([f for f, _ in batches])
-        support_labels = torch.cat([torch.as_tensor(y) for _, y in batches])
+        batches = [prepare_batch(b, device) for b in support_loader if "image" in b]
+        support_features = torch.cat([network.encode_images(images) for images, _ in batches])
+        support_labels = torch.cat([labels for _, labels in batches]).cpu()
     selection = select_signs(sign_features, network.sign_category, network.signs.category_names, mode,
                              support_features, support_labels)
     return PreparedText(sign_features, anchor, selection)
@@ -103,7 +102,7 @@ class SignSelectionHandler:
 
     def __call__(self, engine: Engine) -> None:
         network = unwrap(engine.network)
-        text = prepare_text(network, self.mode, self.support_loader, engine.state.device)
+        text = prepare_text(network, self.mode, self.support_loader, engine.state.device, engine.prepare_batch)
         calibration = network.calibration
         if calibration is not None and calibration.sign_selection != self.mode:
             calibration = None  # thresholds of scores under another selection do not apply
@@ -125,7 +124,8 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
     network.eval()
     with torch.inference_mode():  # no autograd state at all (lighter than no_grad)
         if "image" in batch:
-            features = network.encode_images(batch["image"].to(engine.state.device, non_blocking=True))
+            images, _ = engine.prepare_batch(batch, engine.state.device, non_blocking=True)
+            features = network.encode_images(images)
         else:  # every scan of the batch was unreadable (recorded by the UnreadableScans handler): no rows
             features = text.sign_features.new_zeros(0, text.sign_features.shape[1])
         scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())

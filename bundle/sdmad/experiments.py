@@ -158,19 +158,21 @@ def nearest_centroid_probe(network: Any, splits_file: str | Path, batch_size: in
     """Category AUROC of the frozen image features, no adapters, no text: each category's centroid of its few-shot
     items' features scores the test items by cosine. An upper-bound-style check of what a backbone offers."""
     import torch
-    from monai.data import DataLoader, Dataset, list_data_collate
+    from monai.data import DataLoader, Dataset
 
-    from sdmad.data import load_split, scan_transforms
+    from sdmad.data import CLIPInput, PrepareSlices, collate_slices, load_split, scan_transforms
     from sdmad.metrics import category_auroc
 
     network.bypass_adapters()
     network.eval()
 
+    prepare_batch = PrepareSlices(CLIPInput(network.config_record()["image_size"]))
+
     def features(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = DataLoader(Dataset(items, scan_transforms()), batch_size=batch_size, collate_fn=list_data_collate)
+        loader = DataLoader(Dataset(items, scan_transforms()), batch_size=batch_size, collate_fn=collate_slices)
         with torch.no_grad():
-            batches = [(network.encode_images(b["image"]), torch.as_tensor(b["label"])) for b in loader]
-        return torch.cat([f for f, _ in batches]), torch.cat([y for _, y in batches])
+            batches = [prepare_batch(b, "cpu") for b in loader]
+            return torch.cat([network.encode_images(x) for x, _ in batches]), torch.cat([y for _, y in batches])
 
     train_features, train_labels = features(load_split(splits_file, "train"))
     test_features, test_labels = features(load_split(splits_file, "test"))

@@ -17,14 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.transforms import Compose
 from open_clip.loss import ClipLoss
 
 from sdmad.atomic import write_json_atomic
 from sdmad.checkpoints import save_atomic
+from sdmad.data.clip_input import CLIPInput
 from sdmad.data.phantom import CATEGORIES, make_volume, to_display
-from sdmad.data.preprocessing import slice_to_clip_input
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
 
 logger = logging.getLogger(__name__)
@@ -68,16 +66,15 @@ def caption(labels: tuple[str, ...], rng: np.random.Generator) -> str:
 def caption_pairs(count: int, seed: int, size: int = 96, finding_probability: float = 0.3
                   ) -> tuple[torch.Tensor, list[str]]:
     """``count`` preprocessed images `[count, 3, 240, 240]` and their captions, each with its own random stream."""
-    to_clip = Compose(slice_to_clip_input())
-    images, captions = [], []
+    slices, captions = [], []
     for index in range(count):
         rng = np.random.default_rng([seed, 7_000_000 + index])  # disjoint from make_phantom_dataset's streams
         labels = tuple(c for c in CATEGORIES if rng.random() < finding_probability)
         volume = make_volume(f"pretrain{index}", labels, rng, size=size, num_slices=1)
         display = np.ascontiguousarray(to_display(volume.volume[..., 0]))  # as the bundle shows every slice
-        images.append(to_clip({"image": MetaTensor(torch.from_numpy(display[None]))})["image"])
+        slices.append(torch.from_numpy(display[None]).float())
         captions.append(caption(labels, rng))
-    return torch.stack(images), captions
+    return CLIPInput()(torch.stack(slices)), captions
 
 
 def pretrain_tiny_clip(output_file: str | Path, steps: int = 350, batch_size: int = 32, pool: int = 1500,

@@ -2,6 +2,7 @@
 sampling; splits; the generated phantom data set."""
 
 from sdmad.data.bmad import bmad_items
+from sdmad.data.clip_input import CLIP_MEAN, CLIP_STD, CLIPInput, PrepareSlices, stack_slices
 from sdmad.data.csv_dataset import csv_items
 from sdmad.data.errors import DataError
 from sdmad.data.fastmri_h5 import FastMRIH5Reader
@@ -10,8 +11,8 @@ from sdmad.data.few_shot import few_shot_split, load_split, sample_few_shot
 from sdmad.data.inputs import inference_items
 from sdmad.data.loading import LoadScand
 from sdmad.data.orientation import DisplayOrientationd
-from sdmad.data.preprocessing import CLIP_MEAN, CLIP_STD, scan_to_slices, scan_transforms, slice_to_clip_input
-from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd
+from sdmad.data.preprocessing import per_slice_reference, scan_to_slices, scan_transforms
+from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd, SliceTensord
 from sdmad.data.splits import split_by_group
 from sdmad.data.unreadable import RecordUnreadable, collate_slices, error_policy
 
@@ -19,6 +20,7 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "AsRGBd",
+    "CLIPInput",
     "CheckFinited",
     "DataError",
     "DisplayOrientationd",
@@ -26,6 +28,8 @@ __all__ = [
     "RecordUnreadable",
     "FastMRIH5Reader",
     "LoadScand",
+    "PrepareSlices",
+    "SliceTensord",
     "bmad_items",
     "collate_slices",
     "error_policy",
@@ -36,9 +40,10 @@ __all__ = [
     "few_shot_split",
     "inference_items",
     "load_split",
+    "per_slice_reference",
     "sample_few_shot",
     "scan_to_slices",
     "scan_transforms",
-    "slice_to_clip_input",
     "split_by_group",
+    "stack_slices",
 ]

@@ -1,4 +1,5 @@
-"""The transform chains: scan -> volume in display orientation -> 2-D slices -> CLIP-ready 3 x S x S tensors.
+"""The transform chains: scan -> volume in display orientation -> native-size 2-D slices (data loader workers);
+slices -> CLIP-ready `[B, 3, S, S]` batches on the model's device (sdmad.data.clip_input.CLIPInput).
 
 The data code knows nothing about CLIP except the final resize and the normalisation statistics it is given.
 """
@@ -16,18 +17,15 @@ from monai.transforms import (
     SpatialPadd,
 )
 
+from sdmad.data.clip_input import CLIP_MEAN, CLIP_STD
 from sdmad.data.loading import LoadScand
 from sdmad.data.orientation import DisplayOrientationd
-from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd, SliceSpec
-
-# open_clip's OPENAI_DATASET_MEAN / _STD, the statistics every CLIP model here was trained with.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd, SliceSpec, SliceTensord
 
 
 def scan_to_slices(keys: Sequence[str] = ("image",), slices: SliceSpec = "all", h5_source: str = "auto") -> list:
     """Load (any format), orient to the display of the acquisition plane, check intensities, split into 2-D slice
-    items `[C, row, column]` as a radiologist sees them."""
+    items `[C, row, column]` as a radiologist sees them (MetaTensors: source file, slice index)."""
     return [
         LoadScand(keys=keys, h5_source=h5_source),
         DisplayOrientationd(keys=keys),
@@ -36,24 +34,23 @@ def scan_to_slices(keys: Sequence[str] = ("image",), slices: SliceSpec = "all", 
     ]
 
 
-def slice_to_clip_input(keys: Sequence[str] = ("image",), image_size: int = 240, lower_percentile: float = 0.5,
+def scan_transforms(keys: Sequence[str] = ("image",), slices: SliceSpec = "all", h5_source: str = "auto") -> Compose:
+    """What the data loader's workers do for a scan item: its slices as plain float32 tensors at native size,
+    ready for ``collate_slices`` and the batched ``CLIPInput`` on the model's device."""
+    return Compose([*scan_to_slices(keys, slices, h5_source), SliceTensord(keys=keys)])
+
+
+def per_slice_reference(keys: Sequence[str] = ("image",), image_size: int = 240, lower_percentile: float = 0.5,
                         upper_percentile: float = 99.5, mean: Sequence[float] = CLIP_MEAN,
                         std: Sequence[float] = CLIP_STD) -> list:
-    """Per-slice robust intensity scaling to [0, 1], resize the longest side and pad to a square, 3 channels,
-    CLIP normalisation."""
+    """The same slice -> CLIP input steps as ``CLIPInput``, one slice at a time with MONAI's dictionary transforms
+    on the CPU: the definition the batched path is tested against, and the "per-slice" path of the benchmark."""
     return [
         ScaleIntensityRangePercentilesd(keys=keys, lower=lower_percentile, upper=upper_percentile, b_min=0.0,
                                         b_max=1.0, clip=True, channel_wise=True),
-        # longest side to image_size (aspect kept), then pad to a square
         Resized(keys=keys, spatial_size=image_size, size_mode="longest", mode="bilinear", anti_aliasing=True),
         SpatialPadd(keys=keys, spatial_size=(image_size, image_size), method="symmetric"),
         AsRGBd(keys=keys),
         NormalizeIntensityd(keys=keys, subtrahend=list(mean), divisor=list(std), channel_wise=True),
         EnsureTyped(keys=keys, track_meta=False),
     ]
-
-
-def scan_transforms(keys: Sequence[str] = ("image",), image_size: int = 240, slices: SliceSpec = "all",
-                    h5_source: str = "auto") -> Compose:
-    """The whole chain for a list of scan items; the output items are CLIP-ready slices."""
-    return Compose(scan_to_slices(keys, slices, h5_source) + slice_to_clip_input(keys, image_size))

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import convert_to_tensor
 
 from sdmad.data.errors import DataError
 
@@ -103,12 +104,27 @@ class AsRGBd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         item = dict(data)
         for key in self.key_iterator(item):
-            image = item[key]
-            channels = image.shape[0]
-            if channels == 1:
-                item[key] = image.repeat(3, *([1] * (image.ndim - 1)))
-            elif channels == 4:
-                item[key] = image[:3]
-            elif channels != 3:
-                raise DataError(f"{source_name(image)}: {channels} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+            image = _without_alpha(item[key])
+            item[key] = image.repeat(3, *([1] * (image.ndim - 1))) if image.shape[0] == 1 else image
         return item
+
+
+class SliceTensord(MapTransform):
+    """A slice as the data loader ships it: a plain float32 `[1 or 3, row, column]` tensor at its native size (RGBA
+    loses alpha; grey stays one channel), no metadata. sdmad.data.CLIPInput does the rest on the model's device."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        item = dict(data)
+        for key in self.key_iterator(item):
+            item[key] = convert_to_tensor(_without_alpha(item[key]), dtype=torch.float32, track_meta=False)
+        return item
+
+
+def _without_alpha(image: Any) -> Any:
+    """1 (grey) or 3 (RGB) channels kept, RGBA -> RGB; any other channel count is a DataError."""
+    channels = image.shape[0]
+    if channels == 4:
+        return image[:3]
+    if channels not in (1, 3):
+        raise DataError(f"{source_name(image)}: {channels} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
+    return image

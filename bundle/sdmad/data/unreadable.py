@@ -15,6 +15,7 @@ from typing import Any
 
 from monai.data import list_data_collate
 
+from sdmad.data.clip_input import SHAPE_KEY, stack_slices
 from sdmad.data.slices import source_name
 from sdmad.errors import one_line, project_error
 
@@ -48,14 +49,19 @@ class RecordUnreadable:
 
 
 def collate_slices(batch: list) -> dict[str, Any]:
-    """MONAI's ``list_data_collate`` over the slices of a batch of scans, with the batch's unreadable-scan records
-    under ``"unreadable"`` (a batch of unreadable scans only has no ``"image"``)."""
+    """The slices of a batch of scans as one batch: ``"image"`` one tensor (slices of different sizes padded,
+    their sizes under ``"image_shape"``: sdmad.data.clip_input.stack_slices), every other key by MONAI's
+    ``list_data_collate``, the batch's unreadable-scan records under ``"unreadable"`` (a batch of unreadable scans
+    only has no ``"image"``)."""
     flat: list[dict] = []
     for element in batch:
         flat.extend(element if isinstance(element, list) else [element])
     records = [item[UNREADABLE_KEY] for item in flat if UNREADABLE_KEY in item]
     slices = [item for item in flat if UNREADABLE_KEY not in item]
-    collated = list_data_collate(slices) if slices else {}
+    collated = {}
+    if slices:
+        collated = list_data_collate([{k: v for k, v in item.items() if k != "image"} for item in slices])
+        collated["image"], collated[SHAPE_KEY] = stack_slices([item["image"] for item in slices])
     if records:
         collated[UNREADABLE_KEY] = records
     return collated

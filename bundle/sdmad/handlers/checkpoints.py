@@ -132,7 +132,8 @@ class FinalModelSaver:
             return
         calibration = None
         if self.calibrator is not None:
-            text = prepare_text(self.network, self.sign_selection, self.support_loader, engine.state.device)
+            text = prepare_text(self.network, self.sign_selection, self.support_loader, engine.state.device,
+                                engine.prepare_batch)
             calibration = self.calibrator(unwrap(self.network), text)
             unwrap(self.network).calibration = calibration
         save_model(self.network, self.path, calibration, self.run_config)

@@ -1,0 +1,129 @@
+"""Native-size 2-D slices -> CLIP-ready `[B, 3, S, S]` tensors, batched on the model's device.
+
+The data loader's workers only decode, orient and cut slices (sdmad.data.preprocessing.scan_to_slices); the
+per-slice work that used to follow on the CPU (percentile scaling, resize + pad, grey -> RGB, CLIP mean/std) runs
+here on whole batches, as tensor operations on the device that holds the batch. The numbers are those of the
+per-slice chain (`preprocessing.per_slice_reference`) within float32 rounding (tests/test_clip_input.py).
+
+A batch is one tensor: ``stack_slices`` pads slices of different sizes to the batch's largest and records each
+slice's `(channels, rows, columns)`; ``CLIPInput`` processes each size group at once (real batches hold one or
+two sizes: the slices of a volume share theirs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from monai.transforms import Resize, SpatialPad
+from monai.utils import convert_to_tensor
+
+# open_clip's OPENAI_DATASET_MEAN / _STD, the statistics every CLIP model here was trained with.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SHAPE_KEY = "image_shape"
+# torch.quantile refuses inputs of more than 2**24 elements
+_QUANTILE_LIMIT = 2**24
+
+
+def stack_slices(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[C, H, W]` slices -> one `[B, C_max, H_max, W_max]` tensor (zero-padded at the end of each axis) and the
+    `[B, 3]` int64 `(C, H, W)` of each slice (kept on the CPU: grouping by size then needs no device sync)."""
+    shapes = torch.tensor([tuple(image.shape) for image in images], dtype=torch.int64)
+    if bool((shapes == shapes[0]).all()):
+        return torch.stack([torch.as_tensor(image) for image in images]), shapes
+    batch = torch.zeros((len(images), *shapes.max(dim=0).values.tolist()), dtype=images[0].dtype)
+    for row, image in zip(batch, images):
+        row[: image.shape[0], : image.shape[1], : image.shape[2]] = torch.as_tensor(image)
+    return batch, shapes
+
+
+def percentile_scale(images: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
+    """`[N, H, W]` -> each image linearly mapped from its own [lower, upper] percentiles to [0, 1], clipped.
+
+    The batched form of MONAI's ScaleIntensityRangePercentiles(b_min=0, b_max=1, clip=True, channel_wise=True),
+    which loops over the images in Python (one quantile call each); here one torch.quantile per chunk of images.
+    An image whose two percentiles are equal is shifted by the lower one, as MONAI does.
+    """
+    flat = images.reshape(images.shape[0], -1)
+    q = torch.tensor([lower / 100.0, upper / 100.0], dtype=flat.dtype, device=flat.device)
+    chunk = max(1, _QUANTILE_LIMIT // flat.shape[1])
+    bounds = torch.cat([torch.quantile(part, q, dim=1) for part in flat.split(chunk)], dim=1)  # [2, N]
+    low, high = bounds[0][:, None, None], bounds[1][:, None, None]
+    width = high - low
+    shifted = images - low
+    scaled = torch.where(width != 0, shifted / torch.where(width != 0, width, 1.0), shifted)
+    return scaled.clamp(0.0, 1.0)
+
+
+class CLIPInput:
+    """Batched slice preprocessing on the batch's device: per-slice percentile scaling to [0, 1], resize of the
+    longest side to ``image_size`` (aspect kept, anti-aliased), symmetric zero padding to a square, grey -> 3
+    channels, CLIP normalisation.
+
+    Args:
+        image_size: S, the CLIP input size (the network's ``image_size``).
+        lower_percentile, upper_percentile: the intensity window of each slice (robust to outliers).
+        mean, std: the backbone's normalisation statistics per RGB channel.
+    """
+
+    def __init__(self, image_size: int = 240, lower_percentile: float = 0.5, upper_percentile: float = 99.5,
+                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD):
+        self.image_size, self.lower, self.upper = image_size, lower_percentile, upper_percentile
+        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+        # MONAI's transforms on a channel-first `[N, H, W]` treat the N slices as channels: one call per group
+        self._resize = Resize(spatial_size=image_size, size_mode="longest", mode="bilinear", anti_aliasing=True)
+        self._pad = SpatialPad(spatial_size=(image_size, image_size), method="symmetric")
+
+    def _group(self, images: torch.Tensor) -> torch.Tensor:
+        """`[G, C, h, w]` slices of one size -> `[G, 3, S, S]`."""
+        count, channels = images.shape[:2]
+        planes = percentile_scale(images.reshape(count * channels, *images.shape[2:]), self.lower, self.upper)
+        planes = convert_to_tensor(self._pad(self._resize(planes)), track_meta=False)
+        planes = planes.reshape(count, channels, self.image_size, self.image_size)
+        if channels == 1:
+            planes = planes.expand(count, 3, self.image_size, self.image_size)
+        mean, std = self.mean.to(planes.device), self.std.to(planes.device)
+        return (planes - mean) / std
+
+    def __call__(self, images: torch.Tensor, shapes: torch.Tensor | None = None) -> torch.Tensor:
+        """`[B, C, H, W]` slices (``stack_slices``' padded batch with its ``shapes``, or equal-size slices) ->
+        `[B, 3, S, S]` float32 on the same device."""
+        images = images.float()
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"expected [B, 1 or 3, H, W] slices, got {tuple(images.shape)}")
+        if shapes is None or bool((shapes == shapes[0]).all()):
+            if shapes is not None:
+                channels, rows, columns = shapes[0].tolist()
+                images = images[:, :channels, :rows, :columns]
+            return self._group(images)
+        out = images.new_empty(images.shape[0], 3, self.image_size, self.image_size)
+        for shape in torch.unique(shapes, dim=0):
+            members = (shapes == shape).all(dim=1).nonzero().squeeze(1)
+            channels, rows, columns = shape.tolist()
+            index = members.to(images.device)
+            out[index] = self._group(images[index, :channels, :rows, :columns])
+        return out
+
+
+class PrepareSlices:
+    """The engines' ``prepare_batch``: a collated batch of native-size slices (sdmad.data.collate_slices) ->
+    CLIP-ready images on ``device`` and float labels (None without labels).
+
+    The slices travel to the device first (pinned memory makes the copy asynchronous), then ``clip_input``
+    runs there.
+    """
+
+    def __init__(self, clip_input: CLIPInput):
+        self.clip_input = clip_input
+
+    def __call__(self, batch: dict[str, Any], device: torch.device | str | None = None, non_blocking: bool = False,
+                 **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images = torch.as_tensor(batch["image"]).to(device, non_blocking=non_blocking)
+        images = self.clip_input(images, batch.get(SHAPE_KEY))
+        label = batch.get("label")
+        if label is not None:
+            label = torch.as_tensor(label).to(device, non_blocking=non_blocking).float()
+        return images, label

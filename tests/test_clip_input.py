@@ -1,0 +1,73 @@
+"""The batched slice preprocessing on the model's device (sdmad.data.CLIPInput) gives the numbers of the per-slice
+MONAI chain it replaced, on every input format and on batches of mixed sizes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.data import DataLoader, Dataset
+from monai.transforms import Compose
+from PIL import Image
+from sdmad.data import CLIPInput, PrepareSlices, collate_slices, per_slice_reference, scan_to_slices, scan_transforms
+from sdmad.data.clip_input import SHAPE_KEY, percentile_scale, stack_slices
+
+
+def per_slice(path: str, image_size: int) -> torch.Tensor:
+    chain = Compose([*scan_to_slices(), *per_slice_reference(image_size=image_size)])
+    return torch.stack([item["image"] for item in chain({"image": path})])
+
+
+@pytest.fixture(scope="module")
+def mixed_scans(phantom_dir, tmp_path_factory) -> list[str]:
+    """One scan of each format, of four different slice sizes: NIfTI, DICOM series, fastMRI .h5, grey and RGB PNG."""
+    names = [volume["name"] for volume in json.loads((phantom_dir / "manifest.json").read_text())["volumes"]]
+    folder = tmp_path_factory.mktemp("pngs")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 4096, (70, 130), dtype=np.uint16)).save(folder / "grey16.png")
+    Image.fromarray(rng.integers(0, 256, (150, 60, 3), dtype=np.uint8)).save(folder / "rgb.png")
+    return [str(phantom_dir / "nifti" / f"{names[0]}.nii.gz"), str(phantom_dir / "dicom" / names[1]),
+            str(phantom_dir / "h5" / f"{names[2]}.h5"), str(folder / "grey16.png"), str(folder / "rgb.png")]
+
+
+@pytest.mark.parametrize("image_size", [240, 64])  # down- and upsampling
+def test_one_mixed_batch_equals_the_per_slice_chain_on_every_format(mixed_scans, image_size):
+    items = [item for path in mixed_scans for item in scan_transforms()({"image": path})]
+    batch = collate_slices(items)
+    assert len({tuple(shape) for shape in batch[SHAPE_KEY].tolist()}) >= 3  # really a batch of mixed sizes
+    images, _ = PrepareSlices(CLIPInput(image_size))(batch, "cpu")
+    expected = torch.cat([per_slice(path, image_size) for path in mixed_scans])
+    assert images.shape == expected.shape == (len(items), 3, image_size, image_size)
+    torch.testing.assert_close(images, expected, atol=1e-4, rtol=0)
+
+
+def test_a_loader_batch_of_two_sizes_is_one_tensor_with_its_sizes(mixed_scans):
+    loader = DataLoader(Dataset([{"image": p} for p in mixed_scans[2:4]], scan_transforms()), batch_size=2,
+                        collate_fn=collate_slices)
+    batch = next(iter(loader))
+    assert isinstance(batch["image"], torch.Tensor) and batch["image"].ndim == 4
+    assert {tuple(s) for s in batch[SHAPE_KEY].tolist()} == {(1, 64, 64), (1, 70, 130)}
+    images, _ = PrepareSlices(CLIPInput(96))(batch, "cpu")
+    expected = torch.cat([per_slice(p, 96) for p in mixed_scans[2:4]])
+    torch.testing.assert_close(images, expected, atol=1e-4, rtol=0)
+
+
+def test_padding_never_reaches_the_statistics():
+    small, large = torch.full((1, 4, 4), 5.0), torch.rand(1, 8, 8)
+    small[0, 0, 0] = 9.0
+    batch, shapes = stack_slices([small, large])
+    assert batch.shape == (2, 1, 8, 8) and shapes.tolist() == [[1, 4, 4], [1, 8, 8]]
+    alone = CLIPInput(16)(small[None])
+    torch.testing.assert_close(CLIPInput(16)(batch, shapes)[0], alone[0])
+
+
+def test_percentiles_are_per_image_and_chunked_past_the_quantile_limit(monkeypatch):
+    import sdmad.data.clip_input as clip_input
+
+    images = torch.stack([torch.arange(100.0).reshape(10, 10) * (i + 1) for i in range(5)])
+    whole = percentile_scale(images, 10, 90)
+    monkeypatch.setattr(clip_input, "_QUANTILE_LIMIT", 200)  # two images per torch.quantile call
+    torch.testing.assert_close(percentile_scale(images, 10, 90), whole)
+    torch.testing.assert_close(whole[0], whole[4])  # the same picture at 5x the intensity scales the same
