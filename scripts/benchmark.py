@@ -26,13 +26,18 @@ def main() -> None:
     parser.add_argument("--model-name", default=None, help="override the model (default ViT-L-14-336)")
     parser.add_argument("--min-seconds", type=float, default=None, help="minimum timed seconds per figure")
     parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers end to end")
+    parser.add_argument("--e2e-volumes", type=int, default=None, help="NIfTI volumes end to end (batched path)")
+    parser.add_argument("--per-slice-volumes", type=int, default=None, help="of those, for the per-slice path")
+    parser.add_argument("--e2e-size", type=int, default=None, help="slice size of those volumes (pixels)")
     parser.add_argument("--out", default="runs/benchmark/benchmark.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     settings = BenchmarkSettings.tiny() if args.tiny else BenchmarkSettings()
     settings.device = args.device
     for name, value in (("model_name", args.model_name), ("min_seconds", args.min_seconds),
-                        ("num_workers", args.num_workers)):
+                        ("num_workers", args.num_workers), ("e2e_volumes", args.e2e_volumes),
+                        ("per_slice_volumes", args.per_slice_volumes),
+                        ("e2e_size", args.e2e_size)):
         if value is not None:
             setattr(settings, name, value)
     result = run_benchmark(settings)

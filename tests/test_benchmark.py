@@ -21,8 +21,11 @@ def test_tiny_benchmark_writes_every_figure(tmp_path):
     image = figures["image_path"]
     assert image["naive_images_per_s"] > 0 and image["fast_images_per_s"] > 0 and image["speedup"] > 0
     assert set(image["per_batch_size_images_per_s"]) == {"8", "32"}
+    decode = figures["decode"]["slices_per_s_per_core"]
+    assert set(decode) == {"per-slice", "batched"} and min(decode.values()) > 0
     e2e = figures["end_to_end"]
-    assert e2e["images_per_s"] > 0 and 0 < e2e["fraction_of_model_only"]
+    for path in ("per-slice", "batched"):  # the old and new slice preprocessing, side by side
+        assert e2e[path]["images_per_s"] > 0 and 0 < e2e[path]["fraction_of_model_only"]
     assert e2e["text_encoder_calls"] == 0  # cached text features: inference never re-encodes the prompts
     assert [row["signs"] for row in figures["scoring"]] == [6, 24, 96]
     assert all(row["us_per_image"] > 0 for row in figures["scoring"])
@@ -30,4 +33,4 @@ def test_tiny_benchmark_writes_every_figure(tmp_path):
         ("float32", 1), ("float32", 8), ("float32+checkpointing", 1), ("float32+checkpointing", 8)}
     assert all(row["step_ms"] > 0 and row["peak_mib"] is None for row in figures["training"])  # no GPU memory on CPU
     table = out.with_suffix(".md").read_text()
-    assert "images/s" in table and "peak GPU memory" in table
+    assert "images/s" in table and "peak GPU memory" in table and "slices/s per core" in table

@@ -5,8 +5,11 @@ Measured, on the device found, with random weights of the chosen model:
 - image path: the naive way (float32, one image at a time, the text side recomputed for every image, as research
   code does) against the project's way (batches, cached text features, inference mode, bfloat16 frozen encoder on
   CUDA), both giving the per-category scores of Eq. 7-8;
+- decode: slices/s per CPU core of a loader worker's job, the per-slice path (decode, orient, cut, then
+  percentile scaling, resize, pad, RGB, normalisation per slice) against the batched path (decode, orient, cut);
 - end to end: phantom NIfTI volumes through `configs/inference.yaml`'s evaluator (loader, transforms, DataLoader
-  workers, writers), as a fraction of the model-only figure at the same batch size;
+  workers, writers), per-slice and batched paths side by side, each as a fraction of the model-only figure at the
+  same batch size;
 - sign selection + scoring (Eq. 6-8) as the number of signs grows, text features given;
 - one adapter-training step (forward, SD-MAD loss, backward, AdamW) per batch size and variant: time, and peak
   GPU memory on CUDA.
@@ -15,7 +18,9 @@ Measured, on the device found, with random weights of the chosen model:
 from __future__ import annotations
 
 import datetime
+import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +37,7 @@ from sdmad.networks import SDMADNetwork
 from sdmad.signs import SignSet, load_sign_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PATHS = ("per-slice", "batched")  # slice preprocessing in the loader workers vs batched on the model's device
 
 
 @dataclass
@@ -43,11 +49,12 @@ class BenchmarkSettings:
     batch_sizes: Sequence[int] = (32, 64, 128, 256, 512)
     naive_images: int = 64
     min_seconds: float = 2.0
-    e2e_volumes: int = 32
-    e2e_slices: int = 32
-    e2e_size: int = 256
-    e2e_batch_volumes: int = 8
-    num_workers: int = 8
+    e2e_volumes: int = 1024
+    per_slice_volumes: int = 128
+    e2e_slices: int = 16
+    e2e_size: int = 320
+    e2e_batch_volumes: int = 16
+    num_workers: int = max(1, min(15, (os.cpu_count() or 2) - 1))
     sign_counts: Sequence[int] = (6, 24, 96, 384, 1536)
     training_batches: Sequence[int] = (1, 8, 32)
     training_variants: Sequence[str] = ("float32", "bfloat16", "bfloat16+checkpointing")
@@ -55,9 +62,10 @@ class BenchmarkSettings:
 
     @classmethod
     def tiny(cls) -> BenchmarkSettings:
-        return cls(model_name="sdmad-tiny", batch_sizes=(8, 32), naive_images=8, min_seconds=0.2, e2e_volumes=2,
-                   e2e_slices=8, e2e_size=96, e2e_batch_volumes=2, num_workers=1, sign_counts=(6, 24, 96),
-                   training_batches=(1, 8), training_variants=("float32", "float32+checkpointing"))
+        return cls(model_name="sdmad-tiny", batch_sizes=(8, 32), naive_images=8, min_seconds=0.2, e2e_volumes=4,
+                   per_slice_volumes=4, e2e_slices=8, e2e_size=96, e2e_batch_volumes=2, num_workers=1,
+                   sign_counts=(6, 24, 96), training_batches=(1, 8),
+                   training_variants=("float32", "float32+checkpointing"))
 
 
 @dataclass
@@ -70,6 +78,7 @@ class BenchmarkResult:
     settings: dict
     gflop_per_image: float
     image_path: dict = field(default_factory=dict)
+    decode: dict = field(default_factory=dict)
     end_to_end: dict = field(default_factory=dict)
     scoring: list = field(default_factory=list)
     training: list = field(default_factory=list)
@@ -118,10 +127,18 @@ def build_network(settings: BenchmarkSettings, device: torch.device, frozen_dtyp
 
 
 def image_encoder_gflop(network: SDMADNetwork, image_size: int, device: torch.device) -> float:
-    """GFLOP of one image through the image encoder (adapters included), counted by torch's FlopCounterMode."""
+    """GFLOP of one image through the image encoder (adapters included), counted by torch's FlopCounterMode.
+
+    Counted with nn.MultiheadAttention's inference fast path off: the counter sees no FLOPs inside its fused
+    kernel, which would leave out the attention projections (a third of a ViT's work)."""
     image = torch.rand(1, 3, image_size, image_size, device=device)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        network.encode_images(image)
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            network.encode_images(image)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
     return counter.get_total_flops() / 1e9
 
 
@@ -155,53 +172,103 @@ def measure_image_path(settings: BenchmarkSettings, device: torch.device, plain:
             "speedup": per_batch[best] / naive_rate}
 
 
-def write_phantom_volumes(folder: Path, count: int, slices: int, size: int) -> Path:
-    """``count`` phantom NIfTI volumes (``slices`` slices of ``size``²) for the end-to-end run."""
+def write_phantom_volumes(folder: Path, count: int, slices: int, size: int, distinct: int = 16) -> list[Path]:
+    """``count`` phantom NIfTI volumes (``slices`` slices of ``size``²): ``distinct`` generated ones, copied."""
     from sdmad.data.phantom import CATEGORIES, make_volume, write_nifti
 
     folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
+    made = []
+    for index in range(min(count, distinct)):
         labels = [CATEGORIES[index % len(CATEGORIES)]] if index % 2 else []
         phantom = make_volume(f"bench_{index:03d}", labels, np.random.default_rng(index), size, slices)
-        write_nifti(phantom, folder / f"bench_{index:03d}.nii.gz")
-    return folder
+        made.append(folder / f"bench_{index:03d}.nii.gz")
+        write_nifti(phantom, made[-1])
+    for index in range(len(made), count):
+        shutil.copyfile(made[index % len(made)], folder / f"bench_{index:03d}.nii.gz")
+    return sorted(folder.glob("*.nii.gz"))
 
 
-def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen_dtype: str,
+def worker_transforms(path: str, image_size: int):
+    """A loader worker's job in each path: "batched" only decodes, orients and cuts; "per-slice" also scales,
+    resizes, pads and normalises every slice on the CPU (the chain CLIPInput replaced)."""
+    from monai.transforms import Compose
+
+    from sdmad.data import per_slice_reference, scan_to_slices, scan_transforms
+
+    if path == "batched":
+        return scan_transforms()
+    return Compose([*scan_to_slices(), *per_slice_reference(image_size=image_size)])
+
+
+def measure_decode(settings: BenchmarkSettings, volumes: list[Path]) -> dict:
+    """Slices/s of one loader worker's job on one CPU thread, per path."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rates = {}
+        for path in PATHS:
+            transform = worker_transforms(path, settings.image_size)
+            transform({"image": str(volumes[0])})  # warm-up
+            start, slices = time.perf_counter(), 0
+            for volume in volumes[: max(2, min(len(volumes), 8))]:
+                slices += len(transform({"image": str(volume)}))
+            rates[path] = slices / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return {"slices_per_s_per_core": rates, "slice_size": settings.e2e_size,
+            "speedup": rates["batched"] / rates["per-slice"]}
+
+
+def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen_dtype: str, volumes: list[Path],
                        model_only_images_per_s: Callable[[int], float]) -> dict:
-    """`configs/inference.yaml`'s evaluator over phantom NIfTI volumes, timed on its second pass."""
+    """`configs/inference.yaml`'s evaluator over phantom NIfTI volumes, per path: one timed run each, worker start
+    included, as in real use (the network is warm from the model-only figure). The per-slice path, about ten times
+    slower, runs over the first ``per_slice_volumes`` of them. "loader only" iterates the batched path's data loader
+    without the model: the ceiling that the CPU side sets."""
     from monai.bundle import ConfigParser
+    from monai.engines import default_prepare_batch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        scans = write_phantom_volumes(Path(tmp) / "scans", settings.e2e_volumes, settings.e2e_slices,
-                                      settings.e2e_size)
-        parser = ConfigParser()
-        parser.read_config(str(REPO_ROOT / "configs" / "inference.yaml"))
-        parser.update({"bundle_root": str(REPO_ROOT), "model_name": settings.model_name, "pretrained": "none",
-                       "image_size": settings.image_size, "frozen_dtype": frozen_dtype, "checkpoint": "none",
-                       "device": f"$torch.device('{device}')", "input": str(scans),
-                       "output_dir": str(Path(tmp) / "out"), "batch_size": settings.e2e_batch_volumes,
-                       "num_workers": settings.num_workers})
-        network = parser.get_parsed_content("network")
-        parser["network"] = network
-        parser.get_parsed_content("load_weights")
-        text_calls = []
-        encode_text = network.clip.encode_text
-        network.clip.encode_text = lambda *args, **kwargs: text_calls.append(1) or encode_text(*args, **kwargs)
-        evaluator = parser.get_parsed_content("infer#evaluator", lazy=False)
-        evaluator.run()  # warm-up pass: worker start, first reads, kernel selection
-        _sync(device)
-        start = time.perf_counter()
-        evaluator.run()
-        _sync(device)
-        seconds = time.perf_counter() - start
-    images = settings.e2e_volumes * settings.e2e_slices
     batch = settings.e2e_batch_volumes * settings.e2e_slices
-    rate, model_only = images / seconds, model_only_images_per_s(batch)
-    return {"images_per_s": rate, "model_only_images_per_s": model_only, "fraction_of_model_only": rate / model_only,
-            "volumes": settings.e2e_volumes, "slices_per_volume": settings.e2e_slices,
-            "slice_size": settings.e2e_size, "batch_images": batch, "num_workers": settings.num_workers,
-            "seconds": seconds, "text_encoder_calls": len(text_calls)}
+    model_only = model_only_images_per_s(batch)
+    figures = {"model_only_images_per_s": model_only, "slices_per_volume": settings.e2e_slices,
+               "slice_size": settings.e2e_size, "batch_images": batch, "num_workers": settings.num_workers}
+    parser = ConfigParser()
+    parser.read_config(str(REPO_ROOT / "configs" / "inference.yaml"))
+    parser.update({"bundle_root": str(REPO_ROOT), "model_name": settings.model_name, "pretrained": "none",
+                   "image_size": settings.image_size, "frozen_dtype": frozen_dtype, "checkpoint": "none",
+                   "device": f"$torch.device('{device}')", "batch_size": settings.e2e_batch_volumes,
+                   "num_workers": settings.num_workers})
+    network = parser.get_parsed_content("network")
+    parser["network"] = network
+    parser.get_parsed_content("load_weights")
+    text_calls = []
+    encode_text = network.clip.encode_text
+    network.clip.encode_text = lambda *args, **kwargs: text_calls.append(1) or encode_text(*args, **kwargs)
+    batched_prepare = parser.get_parsed_content("prepare_batch")
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in PATHS:
+            subset = volumes if path == "batched" else volumes[: settings.per_slice_volumes]
+            inputs = Path(tmp) / f"{path}.txt"
+            inputs.write_text("".join(f"{volume}\n" for volume in subset))
+            parser["input"], parser["output_dir"] = str(inputs), str(Path(tmp) / path)
+            parser["preprocessing"] = worker_transforms(path, settings.image_size)
+            # per-slice: the batches arrive CLIP-ready, only the copy to the device remains
+            parser["prepare_batch"] = batched_prepare if path == "batched" else default_prepare_batch
+            evaluator = parser.get_parsed_content("infer#evaluator", lazy=False)
+            _sync(device)
+            start = time.perf_counter()
+            evaluator.run()
+            _sync(device)
+            seconds = time.perf_counter() - start
+            rate = len(subset) * settings.e2e_slices / seconds
+            figures[path] = {"images_per_s": rate, "fraction_of_model_only": rate / model_only, "seconds": seconds,
+                             "volumes": len(subset)}
+        loader = parser.get_parsed_content("infer#dataloader", lazy=False)
+        start = time.perf_counter()
+        slices = sum(len(batch["image"]) for batch in loader)
+        figures["loader_only_images_per_s"] = slices / (time.perf_counter() - start)
+    figures["text_encoder_calls"] = len(text_calls)
+    return figures
 
 
 def measure_scoring(settings: BenchmarkSettings, device: torch.device, embed_dim: int, batch: int = 256) -> list:
@@ -270,7 +337,10 @@ def measure_inference(settings: BenchmarkSettings, device: torch.device, result:
         with torch.inference_mode():
             return batch / seconds_per_call(lambda: fast.encode_images(images).cpu(), device, settings.min_seconds)
 
-    result.end_to_end = measure_end_to_end(settings, device, fast_dtype, model_only)
+    with tempfile.TemporaryDirectory() as tmp:
+        volumes = write_phantom_volumes(Path(tmp), settings.e2e_volumes, settings.e2e_slices, settings.e2e_size)
+        result.decode = measure_decode(settings, volumes)
+        result.end_to_end = measure_end_to_end(settings, device, fast_dtype, volumes, model_only)
     result.scoring = measure_scoring(settings, device, plain.sign_features().shape[-1])
 
 
@@ -292,6 +362,19 @@ def _mib(value: float | None) -> str:
     return "n/a (CPU)" if value is None else f"{value:.0f}"
 
 
+def end_to_end_rows(result: BenchmarkResult) -> list[str]:
+    """The decode and end-to-end rows, per path."""
+    decode, e2e = result.decode, result.end_to_end
+    rows = [f"| loader worker job, {decode['slice_size']}² slices, {path} | "
+            f"{decode['slices_per_s_per_core'][path]:.0f} slices/s per core |" for path in PATHS]
+    rows += [f"| end to end, {e2e[path]['volumes']} NIfTI volumes x {e2e['slices_per_volume']} slices of "
+             f"{e2e['slice_size']}², {e2e['num_workers']} workers, {path} | {e2e[path]['images_per_s']:.1f} images/s "
+             f"= {100 * e2e[path]['fraction_of_model_only']:.0f} % of model-only "
+             f"({e2e['model_only_images_per_s']:.1f} at batch {e2e['batch_images']}) |" for path in PATHS]
+    rows.append(f"| data loader alone, batched path (no model) | {e2e['loader_only_images_per_s']:.1f} images/s |")
+    return rows
+
+
 def format_table(result: BenchmarkResult) -> str:
     """The figures as Markdown tables."""
     image, e2e = result.image_path, result.end_to_end
@@ -305,9 +388,7 @@ def format_table(result: BenchmarkResult) -> str:
              f"| speed-up over the naive loop | {image['speedup']:.1f}x |",
              f"| achieved image-encoder throughput | "
              f"{image['fast_images_per_s'] * result.gflop_per_image / 1e3:.2f} TFLOP/s |",
-             f"| end to end, {e2e['volumes']} NIfTI volumes x {e2e['slices_per_volume']} slices, {e2e['num_workers']} "
-             f"workers | {e2e['images_per_s']:.1f} images/s = {100 * e2e['fraction_of_model_only']:.0f} % of "
-             f"model-only ({e2e['model_only_images_per_s']:.1f} at batch {e2e['batch_images']}) |",
+             *end_to_end_rows(result),
              f"| text-encoder calls during end-to-end inference | {e2e['text_encoder_calls']} |", "",
              "| signs | selection + scoring, µs per image (batch 256) |", "|---|---|"]
     lines += [f"| {row['signs']} | {row['us_per_image']:.2f} |" for row in result.scoring]

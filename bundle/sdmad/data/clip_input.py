@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from monai.transforms import Resize, SpatialPad
 from monai.utils import convert_to_tensor
+from torch.nn import functional as F
+from torch.utils.data import default_collate
 
 # open_clip's OPENAI_DATASET_MEAN / _STD, the statistics every CLIP model here was trained with.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -29,14 +31,17 @@ _QUANTILE_LIMIT = 2**24
 
 def stack_slices(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """`[C, H, W]` slices -> one `[B, C_max, H_max, W_max]` tensor (zero-padded at the end of each axis) and the
-    `[B, 3]` int64 `(C, H, W)` of each slice (kept on the CPU: grouping by size then needs no device sync)."""
+    `[B, 3]` int64 `(C, H, W)` of each slice (kept on the CPU: grouping by size then needs no device sync).
+
+    Stacked by torch's ``default_collate``, which in a loader worker writes the batch straight into shared memory
+    (no second copy on its way to the main process)."""
     shapes = torch.tensor([tuple(image.shape) for image in images], dtype=torch.int64)
-    if bool((shapes == shapes[0]).all()):
-        return torch.stack([torch.as_tensor(image) for image in images]), shapes
-    batch = torch.zeros((len(images), *shapes.max(dim=0).values.tolist()), dtype=images[0].dtype)
-    for row, image in zip(batch, images):
-        row[: image.shape[0], : image.shape[1], : image.shape[2]] = torch.as_tensor(image)
-    return batch, shapes
+    images = [torch.as_tensor(image) for image in images]
+    if not bool((shapes == shapes[0]).all()):
+        channels, rows, columns = shapes.max(dim=0).values.tolist()
+        images = [F.pad(image, (0, columns - image.shape[2], 0, rows - image.shape[1], 0, channels - image.shape[0]))
+                  for image in images]
+    return default_collate(images), shapes
 
 
 def percentile_scale(images: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
@@ -50,11 +55,8 @@ def percentile_scale(images: torch.Tensor, lower: float, upper: float) -> torch.
     q = torch.tensor([lower / 100.0, upper / 100.0], dtype=flat.dtype, device=flat.device)
     chunk = max(1, _QUANTILE_LIMIT // flat.shape[1])
     bounds = torch.cat([torch.quantile(part, q, dim=1) for part in flat.split(chunk)], dim=1)  # [2, N]
-    low, high = bounds[0][:, None, None], bounds[1][:, None, None]
-    width = high - low
-    shifted = images - low
-    scaled = torch.where(width != 0, shifted / torch.where(width != 0, width, 1.0), shifted)
-    return scaled.clamp(0.0, 1.0)
+    low, width = bounds[0][:, None, None], (bounds[1] - bounds[0])[:, None, None]
+    return (images - low).div_(torch.where(width != 0, width, 1.0)).clamp_(0.0, 1.0)
 
 
 class CLIPInput:

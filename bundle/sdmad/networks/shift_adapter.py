@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 ACTIVATIONS = {"leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -38,8 +39,11 @@ class ShiftAdapter(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.bypassed:
             return h
-        adapted = self.act(self.up(self.act(self.down(h.to(self.down.weight.dtype)))))
-        return (self.lam * h + (1.0 - self.lam) * adapted).to(h.dtype)
+        # Computed in the block's dtype (bfloat16 behind a bfloat16 frozen encoder: tensor cores, no float32
+        # round trip); the weights stay float32 master weights, which the optimiser updates.
+        down, up = self.down.weight.to(h.dtype), self.up.weight.to(h.dtype)
+        adapted = self.act(F.linear(self.act(F.linear(h, down)), up))
+        return self.lam * h + (1.0 - self.lam) * adapted
 
     def block_hook(self, module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
         """Forward hook for the adapted block: replaces its output by the adapted one."""
