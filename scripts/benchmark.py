@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers end to end")
     parser.add_argument("--e2e-volumes", type=int, default=None, help="NIfTI volumes end to end (batched path)")
     parser.add_argument("--per-slice-volumes", type=int, default=None, help="of those, for the per-slice path")
+    parser.add_argument("--e2e-slices", type=int, default=None, help="slices per volume end to end")
     parser.add_argument("--e2e-size", type=int, default=None, help="slice size of those volumes (pixels)")
     parser.add_argument("--out", default="runs/benchmark/benchmark.json")
     args = parser.parse_args()
@@ -37,7 +38,7 @@ def main() -> None:
     for name, value in (("model_name", args.model_name), ("min_seconds", args.min_seconds),
                         ("num_workers", args.num_workers), ("e2e_volumes", args.e2e_volumes),
                         ("per_slice_volumes", args.per_slice_volumes),
-                        ("e2e_size", args.e2e_size)):
+                        ("e2e_slices", args.e2e_slices), ("e2e_size", args.e2e_size)):
         if value is not None:
             setattr(settings, name, value)
     result = run_benchmark(settings)
