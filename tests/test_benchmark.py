@@ -23,6 +23,7 @@ def test_tiny_benchmark_writes_every_figure(tmp_path):
     assert set(image["per_batch_size_images_per_s"]) == {"8", "32"}
     decode = figures["decode"]["slices_per_s_per_core"]
     assert set(decode) == {"per-slice", "batched"} and min(decode.values()) > 0
+    assert figures["decode"]["device_preprocessing"]["ms_per_batch"] > 0
     e2e = figures["end_to_end"]
     for path in ("per-slice", "batched"):  # the old and new slice preprocessing, side by side
         assert e2e[path]["images_per_s"] > 0 and 0 < e2e[path]["fraction_of_model_only"]

@@ -71,3 +71,35 @@ def test_percentiles_are_per_image_and_chunked_past_the_quantile_limit(monkeypat
     monkeypatch.setattr(clip_input, "_QUANTILE_LIMIT", 200)  # two images per torch.quantile call
     torch.testing.assert_close(percentile_scale(images, 10, 90), whole)
     torch.testing.assert_close(whole[0], whole[4])  # the same picture at 5x the intensity scales the same
+
+
+def test_grey_and_rgb_slices_of_one_size_share_a_batch_and_rgba_loses_alpha(tmp_path):
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (40, 50, 4), dtype=np.uint8)).save(tmp_path / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8)).save(tmp_path / "grey.png")
+    paths = [str(tmp_path / "rgba.png"), str(tmp_path / "grey.png")]
+    batch = collate_slices([item for p in paths for item in scan_transforms()({"image": p})])
+    assert batch[SHAPE_KEY].tolist() == [[3, 40, 50], [1, 40, 50]]
+    images, _ = PrepareSlices(CLIPInput(64))(batch, "cpu")
+    torch.testing.assert_close(images, torch.cat([per_slice(p, 64) for p in paths]), atol=1e-4, rtol=0)
+
+
+def test_a_nearly_empty_slice_is_clipped_to_the_unit_range_unlike_monai():
+    slice_ = torch.zeros(1, 64, 64)
+    slice_[0, 10, 10] = 1000.0  # both percentiles are 0: MONAI would pass 1000 on unscaled
+    grey = CLIPInput(64, mean=(0.0,) * 3, std=(1.0,) * 3)(slice_[None])[0, 0]
+    assert float(grey.max()) == 1.0 and float(grey.min()) == 0.0
+    monai = Compose(per_slice_reference(image_size=64, mean=(0.0,) * 3, std=(1.0,) * 3))({"image": slice_})["image"]
+    assert float(monai.max()) > 1.0  # the documented difference (sdmad.data.clip_input.percentile_scale)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_cpu_numbers():
+    generator = torch.Generator().manual_seed(0)
+    slices = [torch.rand(1, 320, 320, generator=generator) * 900, torch.rand(1, 200, 150, generator=generator) * 50,
+              torch.rand(3, 64, 90, generator=generator)]
+    batch = collate_slices([{"image": image} for image in slices])
+    on_cpu = PrepareSlices(CLIPInput(240))(batch, "cpu")[0]
+    on_cuda = PrepareSlices(CLIPInput(240))(batch, "cuda")[0]
+    assert on_cuda.device.type == "cuda"
+    torch.testing.assert_close(on_cuda.cpu(), on_cpu, atol=1e-4, rtol=0)

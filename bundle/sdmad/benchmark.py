@@ -219,6 +219,18 @@ def measure_decode(settings: BenchmarkSettings, volumes: list[Path]) -> dict:
             "speedup": rates["batched"] / rates["per-slice"]}
 
 
+def measure_device_preprocessing(settings: BenchmarkSettings, device: torch.device) -> dict:
+    """Milliseconds of the batched CLIPInput for one end-to-end batch of grey slices on the device."""
+    from sdmad.data import CLIPInput
+
+    batch = settings.e2e_batch_volumes * settings.e2e_slices
+    slices = torch.rand(batch, 1, settings.e2e_size, settings.e2e_size, device=device) * 1000
+    clip_input = CLIPInput(settings.image_size)
+    with torch.inference_mode():
+        seconds = seconds_per_call(lambda: clip_input(slices), device, settings.min_seconds / 4)
+    return {"ms_per_batch": seconds * 1e3, "batch_images": batch, "slice_size": settings.e2e_size}
+
+
 def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen_dtype: str, volumes: list[Path],
                        model_only_images_per_s: Callable[[int], float]) -> dict:
     """`configs/inference.yaml`'s evaluator over phantom NIfTI volumes, per path: one timed run each, worker start
@@ -340,6 +352,7 @@ def measure_inference(settings: BenchmarkSettings, device: torch.device, result:
     with tempfile.TemporaryDirectory() as tmp:
         volumes = write_phantom_volumes(Path(tmp), settings.e2e_volumes, settings.e2e_slices, settings.e2e_size)
         result.decode = measure_decode(settings, volumes)
+        result.decode["device_preprocessing"] = measure_device_preprocessing(settings, device)
         result.end_to_end = measure_end_to_end(settings, device, fast_dtype, volumes, model_only)
     result.scoring = measure_scoring(settings, device, plain.sign_features().shape[-1])
 
@@ -367,6 +380,9 @@ def end_to_end_rows(result: BenchmarkResult) -> list[str]:
     decode, e2e = result.decode, result.end_to_end
     rows = [f"| loader worker job, {decode['slice_size']}² slices, {path} | "
             f"{decode['slices_per_s_per_core'][path]:.0f} slices/s per core |" for path in PATHS]
+    prep = decode["device_preprocessing"]
+    rows.append(f"| batched preprocessing on the device (CLIPInput), {prep['batch_images']} slices of "
+                f"{prep['slice_size']}² | {prep['ms_per_batch']:.2f} ms per batch |")
     rows += [f"| end to end, {e2e[path]['volumes']} NIfTI volumes x {e2e['slices_per_volume']} slices of "
              f"{e2e['slice_size']}², {e2e['num_workers']} workers, {path} | {e2e[path]['images_per_s']:.1f} images/s "
              f"= {100 * e2e[path]['fraction_of_model_only']:.0f} % of model-only "

@@ -66,9 +66,10 @@ def prepare_text(network: torch.nn.Module, mode: str = "distance", support_loade
     sign_features, anchor = network.sign_features(), network.anchor_feature()
     support_features = support_labels = None
     if mode == "support":
-        if support_loader is None:
-            raise ValueError("sign selection mode 'support' needs the few-shot items: it is available in `training` "
-                             "and `evaluating` (their support loader), not in `inference`")
+        if support_loader is None or prepare_batch is None:
+            raise ValueError("sign selection mode 'support' needs the few-shot items and the engine's prepare_batch: "
+                             "it is available in `training` and `evaluating` (their support loader), not in "
+                             "`inference`")
         batches = [prepare_batch(b, device) for b in support_loader if "image" in b]
         support_features = torch.cat([network.encode_images(images) for images, _ in batches])
         support_labels = torch.cat([labels for _, labels in batches]).cpu()

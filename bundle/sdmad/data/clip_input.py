@@ -49,7 +49,9 @@ def percentile_scale(images: torch.Tensor, lower: float, upper: float) -> torch.
 
     The batched form of MONAI's ScaleIntensityRangePercentiles(b_min=0, b_max=1, clip=True, channel_wise=True),
     which loops over the images in Python (one quantile call each); here one torch.quantile per chunk of images.
-    An image whose two percentiles are equal is shifted by the lower one, as MONAI does.
+    One deliberate difference: an image whose two percentiles are equal (a nearly empty edge slice: 99.5 % of its
+    pixels alike) is shifted by the lower one and clipped to [0, 1] like every other image, where MONAI returns it
+    unclipped, so that a few raw intensities (thousands on MRI) would reach CLIP.
     """
     flat = images.reshape(images.shape[0], -1)
     q = torch.tensor([lower / 100.0, upper / 100.0], dtype=flat.dtype, device=flat.device)
