@@ -18,6 +18,7 @@ Measured, on the device found, with random weights of the chosen model:
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import platform
 import shutil
@@ -310,6 +311,7 @@ def measure_training(settings: BenchmarkSettings, device: torch.device, variant:
     Variants: "float32", "bfloat16" (frozen encoder), each optionally "+checkpointing" (activation checkpointing).
     """
     dtype = "bfloat16" if variant.startswith("bfloat16") else "float32"
+    gc.collect()  # the networks of earlier figures (reference cycles) must not count in this variant's peak
     network = build_network(settings, device, dtype, grad_checkpointing=variant.endswith("checkpointing"))
     network.train()
     optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-4)

@@ -85,7 +85,10 @@ class CLIPInput:
         """`[G, C, h, w]` slices of one size -> `[G, 3, S, S]`."""
         count, channels = images.shape[:2]
         planes = percentile_scale(images.reshape(count * channels, *images.shape[2:]), self.lower, self.upper)
-        planes = convert_to_tensor(self._pad(self._resize(planes)), track_meta=False)
+        # anti-aliasing convolves in float32: cuDNN's default TF32 (10-bit mantissa) would cost 1e-3
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            planes = convert_to_tensor(self._pad(self._resize(planes)), track_meta=False)
         planes = planes.reshape(count, channels, self.image_size, self.image_size)
         if channels == 1:
             planes = planes.expand(count, 3, self.image_size, self.image_size)
