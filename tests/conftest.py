@@ -115,7 +115,7 @@ def bundle(workflow: str, phantom_dir: Path, runs: Path, *overrides: str, extra:
     files = [str(REPO_ROOT / f) for f in CONFIGS[workflow]] + list(extra)
     command = [*(launcher or (sys.executable,)), "-m", "monai.bundle", "run", workflow, "--config_file", str(files),
                "--bundle_root", str(REPO_ROOT), "--output_root", str(runs), "--model_name", "sdmad-tiny",
-               "--pretrained", "none", "--data_dir", str(phantom_dir / "h5"),
+               "--pretrained", "none", "--dataset_dir", str(phantom_dir / "h5"),
                "--fastmri_plus_dir", str(phantom_dir / "fastmri_plus"), "--slice_index", "5",
                "--study_level", "all_slices", "--shots", "1", "--margin", "0.2", "--num_workers", "0", *overrides]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}

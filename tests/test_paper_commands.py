@@ -54,7 +54,7 @@ def test_the_documented_slice_tasks_run_with_five_categories_at_slices_5_and_10(
     the documented loop as written (slices 0, 5, 10)."""
     names = stand_in_folder(tmp_path / "fastmri_brain")
     runs = tmp_path / "runs"
-    weights = (f'W="--model_name sdmad-tiny --pretrained none --data_dir {tmp_path / "fastmri_brain"} '
+    weights = (f'W="--model_name sdmad-tiny --pretrained none --dataset_dir {tmp_path / "fastmri_brain"} '
                f'--fastmri_plus_dir {FASTMRI_PLUS} --output_root {runs} --num_workers 0 --batch_size 64"\n')
     commands = paper_commands().replace("--epochs 50", "--epochs 1").replace("for S in 0 5 10;", f"for S in {slices};")
     script = weights + "\n".join(commands.splitlines()[1:])

@@ -166,7 +166,8 @@ def nearest_centroid_probe(network: Any, splits_file: str | Path, batch_size: in
     network.bypass_adapters()
     network.eval()
 
-    prepare_batch = PrepareSlices(CLIPInput(network.config_record()["image_size"]))
+    prepare_batch = PrepareSlices(CLIPInput(network.config_record()["image_size"], mean=network.image_mean,
+                                            std=network.image_std))
 
     def features(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         loader = DataLoader(Dataset(items, scan_transforms()), batch_size=batch_size, collate_fn=collate_slices)

@@ -1,5 +1,5 @@
 """In-process inference with the bundle's own `inference.yaml`, for apps that serve many requests
-(MONAI Label, MONAI Deploy): the network is built once, each request runs the config's `infer#evaluator`.
+(MONAI Label, MONAI Deploy): the network is built once, each request runs the config's `evaluator`.
 """
 
 from __future__ import annotations
@@ -75,5 +75,5 @@ class BundlePredictor:
             self.parser["input"] = ({"image": scan, "id": scan.meta["filename_or_obj"]},) if isinstance(
                 scan, MetaTensor) else str(scan)
             self.parser["output_dir"] = out
-            self.parser.get_parsed_content("infer#evaluator", lazy=False).run()
+            self.parser.get_parsed_content("evaluator", lazy=False).run()
             return json.loads((Path(out) / "predictions.json").read_text())

@@ -13,6 +13,7 @@ A sign file is YAML::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,8 @@ def parse_signs(content: Any, source: str = "<signs>") -> SignSet:
     return SignSet(task=str(content.get("task", Path(source).stem)), normal=normal, categories=tuple(parsed))
 
 
-def load_sign_file(path: str | Path) -> SignSet:
-    """Read and validate a sign file.
+def load_sign_file(path: str | Path, categories: Sequence[str] | None = None) -> SignSet:
+    """Read and validate a sign file; ``categories``: keep only these, in this order (None: all of them).
 
     Raises:
         SignFileError: the file is missing, not YAML, or malformed (no normal prompts, an empty or duplicated
@@ -118,4 +119,5 @@ def load_sign_file(path: str | Path) -> SignSet:
         raise SignFileError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise SignFileError(f"{path}: not valid YAML: {err}") from err
-    return parse_signs(content, source=str(path))
+    signs = parse_signs(content, source=str(path))
+    return signs if categories is None else signs.subset(categories)

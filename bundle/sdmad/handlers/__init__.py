@@ -7,6 +7,7 @@ from sdmad.handlers.checkpoints import (
     ResumeFromCheckpoint,
     latest_checkpoint,
 )
+from sdmad.handlers.extra import ExtraHandlers
 from sdmad.handlers.inference_writer import InferenceWriter, aggregate_volumes, exit_if_skipped
 from sdmad.handlers.predictions import PredictionCollector
 from sdmad.handlers.progress import EpochProgressBar
@@ -18,6 +19,7 @@ __all__ = [
     "EpochProgressBar",
     "EpochCheckpointSaver",
     "EvaluationReport",
+    "ExtraHandlers",
     "FinalModelSaver",
     "InferenceWriter",
     "PredictionCollector",

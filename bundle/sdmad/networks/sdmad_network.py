@@ -8,6 +8,7 @@ import math
 import os
 from collections.abc import Sequence
 
+import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
@@ -175,6 +176,16 @@ class SDMADNetwork(nn.Module):
         return F.normalize(self._project_text(self.normal_states).mean(dim=0), dim=-1)
 
     # ---------------------------------------------------------------------------------------------- image
+    @property
+    def image_mean(self) -> tuple[float, ...]:
+        """The backbone's per-channel normalisation mean, from its open_clip preprocessing config."""
+        return tuple(open_clip.get_model_preprocess_cfg(self.clip)["mean"])
+
+    @property
+    def image_std(self) -> tuple[float, ...]:
+        """The backbone's per-channel normalisation standard deviation (open_clip preprocessing config)."""
+        return tuple(open_clip.get_model_preprocess_cfg(self.clip)["std"])
+
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """[B, E] normalised float32 image features (class token after the adapted blocks, projected)."""
         features = self.clip.encode_image(images.to(self.image_dtype))
