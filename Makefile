@@ -14,7 +14,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 BIG_STACK := ulimit -s 32768 &&
 DEMO_MODEL := runs/demo/training/model.pt
 
-.PHONY: setup label-env deploy-env demo test test-slow benchmark benchmark-phantom label-server deploy-run clean-venv
+.PHONY: setup label-env deploy-env demo lint test test-slow benchmark benchmark-phantom label-server deploy-run clean-venv
 
 setup: $(STAMP)
 
@@ -60,7 +60,11 @@ benchmark: setup
 benchmark-phantom: setup
 	$(PY) scripts/multi_seed.py --seeds 0 1 2 --run-name phantom_benchmark --demo
 
-test: setup label-env deploy-env
+# ruff: the rules in pyproject.toml ([tool.ruff.lint]: E, F, I, B, UP)
+lint: setup
+	$(VENV)/bin/ruff check bundle scripts tests
+
+test: lint label-env deploy-env
 	$(PY) -m pytest
 	$(LABEL_PY) -m pytest tests/label
 	$(BIG_STACK) $(DEPLOY_PY) -m pytest tests/deploy

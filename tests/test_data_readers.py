@@ -32,7 +32,7 @@ def test_nifti_dicom_and_h5_give_the_same_slices(phantom_dir):
     dicom = load_slices(phantom_dir / "dicom" / name)
     h5 = load_slices(phantom_dir / "h5" / f"{name}.h5")
     assert len(nifti) == len(dicom) == len(h5) == 12
-    for a, b, c in zip(nifti, dicom, h5):
+    for a, b, c in zip(nifti, dicom, h5, strict=True):
         assert a["slice_index"] == b["slice_index"] == c["slice_index"]
         assert a["image"].shape == (1, 64, 64)
         assert torch.equal(a["image"].as_tensor(), b["image"].as_tensor())

@@ -111,10 +111,10 @@ def test_the_folder_decides_with_the_thresholds_stored_in_the_model(model, phant
     assert "decision_rule: calibrated" in (folder / "configs" / "model.yaml").read_text()
     scan = sorted((phantom_dir / "nifti").glob("*.nii.gz"))[2]
     found = BundlePredictor(folder, {"num_workers": 0}, config_files=model_folder_configs(folder)).predict(scan)
-    assert found["decision"] == {"rule": "calibrated", "thresholds": dict(zip(categories, thresholds)),
+    assert found["decision"] == {"rule": "calibrated", "thresholds": dict(zip(categories, thresholds, strict=True)),
                                  "calibration": "test"}
     for row in found["slices"]:
-        assert row["decisions"] == {c: row["scores"][c] > t for c, t in zip(categories, thresholds)}
+        assert row["decisions"] == {c: row["scores"][c] > t for c, t in zip(categories, thresholds, strict=True)}
     assert "decision_rule: paper" in (model["folder"] / "configs" / "model.yaml").read_text()
     with pytest.raises(ModelFolderError, match="holds no calibrated thresholds"):
         make_model_folder(tmp_path / "x", REPO_ROOT, model["checkpoint"], "sdmad-tiny", str(model["backbone"]),

@@ -56,7 +56,8 @@ def test_sr_presentation_state_and_key_object_beside_the_images_are_skipped(phan
     with caplog.at_level("INFO", logger="sdmad.data.dicom_series"):
         found = load(series)
     assert len(found) == len(expected) == 12
-    assert all(torch.equal(a["image"].as_tensor(), b["image"].as_tensor()) for a, b in zip(found, expected))
+    assert all(torch.equal(a["image"].as_tensor(), b["image"].as_tensor())
+               for a, b in zip(found, expected, strict=True))
     assert "skipped 3 non-image DICOM object(s): Comprehensive SR Storage (1), Grayscale Softcopy Presentation " \
            "State Storage (1), Key Object Selection Document Storage (1)" in caplog.text
 

@@ -47,7 +47,7 @@ def test_pixel_auroc_exact_and_binned():
     masks = torch.rand(8, 32, 32, generator=generator) > 0.9
     maps = (torch.rand(8, 32, 32, generator=generator) * 0.7 + masks * 0.3).clamp(0, 1)
     binned = metrics.BinnedAUROC()
-    for map_, mask in zip(maps, masks):
+    for map_, mask in zip(maps, masks, strict=True):
         binned.update(map_, mask)
     exact = metrics.pixel_auroc(maps.numpy(), masks.numpy())
     assert 0.6 < exact < 0.99 and binned.compute() == pytest.approx(exact, abs=1e-4)

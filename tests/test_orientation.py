@@ -41,7 +41,7 @@ def test_one_marker_volume_gives_the_same_clip_input_in_nifti_dicom_h5_and_png(t
     nifti, dicom, h5 = (clip_inputs(tmp_path / name) for name in ("marker.nii.gz", "dicom", "marker.h5"))
     png = clip_inputs(tmp_path / "slice2.png")[0]
     assert len(nifti) == len(dicom) == len(h5) == SLICES
-    for a, b, c in zip(nifti, dicom, h5):
+    for a, b, c in zip(nifti, dicom, h5, strict=True):
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(a, c)
     torch.testing.assert_close(nifti[2], png)

@@ -110,7 +110,7 @@ def test_thresholds_come_from_validation_only_permuted_test_labels_change_nothin
     zero-shot evaluation's thresholds are identical, while the test figures change."""
     content = json.loads((trained_run / "checked" / "training" / "splits.json").read_text())
     labels = [item["label"] for item in content["test"]]
-    for item, label in zip(content["test"], labels[1:] + labels[:1]):
+    for item, label in zip(content["test"], labels[1:] + labels[:1], strict=True):
         item["label"] = label
     assert labels[1:] + labels[:1] != labels
     (trained_run / "permuted" / "training").mkdir(parents=True)

@@ -5,6 +5,8 @@ import importlib
 from sdmad.errors import install_readable_errors
 
 __version__ = "0.1.0"
+# every output people read says so (reports, predictions, the SR, MONAI Label answers)
+RESEARCH_USE_ONLY = "research use only, not for diagnosis"
 
 # `python -m monai.bundle run ...` shows a project error as its last line, not inside a chained traceback
 install_readable_errors()

@@ -267,7 +267,7 @@ def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen
             parser["preprocessing"] = worker_transforms(path, settings.image_size)
             # per-slice: the batches arrive CLIP-ready, only the copy to the device remains
             parser["prepare_batch"] = batched_prepare if path == "batched" else default_prepare_batch
-            evaluator = parser.get_parsed_content("infer#evaluator", lazy=False)
+            evaluator = parser.get_parsed_content("evaluator", lazy=False)
             _sync(device)
             start = time.perf_counter()
             evaluator.run()
@@ -276,7 +276,7 @@ def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen
             rate = len(subset) * settings.e2e_slices / seconds
             figures[path] = {"images_per_s": rate, "fraction_of_model_only": rate / model_only, "seconds": seconds,
                              "volumes": len(subset)}
-        loader = parser.get_parsed_content("infer#dataloader", lazy=False)
+        loader = parser.get_parsed_content("dataloader", lazy=False)
         start = time.perf_counter()
         slices = sum(len(batch["image"]) for batch in loader)
         figures["loader_only_images_per_s"] = slices / (time.perf_counter() - start)
@@ -295,7 +295,7 @@ def measure_scoring(settings: BenchmarkSettings, device: torch.device, embed_dim
         category = (torch.arange(count) % 6).to(device)
         names = [f"category {c}" for c in range(6)]
 
-        def select_and_score() -> None:
+        def select_and_score(signs=signs, category=category, names=names, images=images, anchor=anchor) -> None:
             with torch.inference_mode():
                 mask = select_signs(signs, category, names).category_mask()
                 score_images(images, signs, anchor, mask).category_scores.cpu()
@@ -321,7 +321,7 @@ def measure_training(settings: BenchmarkSettings, device: torch.device, variant:
         images = torch.rand(batch, 3, settings.image_size, settings.image_size, device=device)
         labels = (torch.rand(batch, len(network.signs.category_names), device=device) > 0.7).float()
 
-        def step() -> None:
+        def step(images: torch.Tensor = images, labels: torch.Tensor = labels) -> None:
             image_features, sign_features, anchor = network(images, output="features")
             loss = loss_function(image_features, labels, sign_features, network.sign_category, anchor).total
             optimizer.zero_grad(set_to_none=True)

@@ -168,5 +168,5 @@ class Calibrator:
                                         self.min_positives, self.negative_quantile,
                                         f"{source}: {len(scores)} images", text.selection.mode)
         logger.info("calibrated thresholds (%s): %s", calibration.source,
-                    dict(zip(network.signs.category_names, (round(t, 4) for t in calibration.thresholds))))
+                    dict(zip(network.signs.category_names, (round(t, 4) for t in calibration.thresholds), strict=True)))
         return calibration

@@ -73,7 +73,7 @@ class ConfigRecord:
         self.network, self.source = network, source
 
     def state_dict(self) -> dict:
-        return _unwrap(self.network).config_record()
+        return unwrap(self.network).config_record()
 
     def load_state_dict(self, found: dict) -> None:
         differences = mismatches(self.state_dict(), found)
@@ -81,7 +81,8 @@ class ConfigRecord:
             raise CheckpointError(f"{self.source} belongs to another configuration: " + "; ".join(differences))
 
 
-def _unwrap(network: nn.Module) -> nn.Module:
+def unwrap(network: nn.Module) -> nn.Module:
+    """The SDMADNetwork inside a DistributedDataParallel (or any ``.module``) wrapper."""
     return network.module if hasattr(network, "module") else network
 
 
@@ -100,9 +101,9 @@ def checkpoint_or_none(value: str | Path | None) -> str | None:
 def load_or_bypass(network: nn.Module, checkpoint: str | Path | None) -> None:
     """Load the checkpoint's adapters, or without one set the adapters to identity: zero-shot CLIP."""
     checkpoint = checkpoint_or_none(checkpoint)
-    _unwrap(network).bypass_adapters(checkpoint is None)
+    unwrap(network).bypass_adapters(checkpoint is None)
     if checkpoint is None:
-        _unwrap(network).checkpoint, _unwrap(network).calibration = None, None
+        unwrap(network).checkpoint, unwrap(network).calibration = None, None
     else:
         load_model(network, checkpoint)
 
@@ -111,7 +112,7 @@ def save_model(network: nn.Module, path: str | Path, calibration: Calibration | 
                run_config: dict | None = None) -> None:
     """Write the adapters and their configuration record as `model.pt`, atomically, with the calibrated
     thresholds and the run config when given."""
-    content = {"network": _unwrap(network).state_dict(), RECORD_KEY: ConfigRecord(network).state_dict()}
+    content = {"network": unwrap(network).state_dict(), RECORD_KEY: ConfigRecord(network).state_dict()}
     if calibration is not None:
         content[CALIBRATION_KEY] = calibration.to_dict()
     if run_config is not None:
@@ -128,9 +129,9 @@ def load_model(network: nn.Module, path: str | Path) -> None:
     content = read_checkpoint(path)
     ConfigRecord(network, source=str(path)).load_state_dict(content[RECORD_KEY])
     try:
-        _unwrap(network).load_state_dict(content["network"])
+        unwrap(network).load_state_dict(content["network"])
     except RuntimeError as err:
         raise CheckpointError(f"{path}: adapter weights do not fit this network: {err}") from err
     calibration = content.get(CALIBRATION_KEY)
-    _unwrap(network).checkpoint = str(path)
-    _unwrap(network).calibration = Calibration.from_dict(calibration) if calibration else None
+    unwrap(network).checkpoint = str(path)
+    unwrap(network).calibration = Calibration.from_dict(calibration) if calibration else None

@@ -14,14 +14,9 @@ import torch
 from ignite.engine import Engine, Events
 
 from sdmad.calibration import Calibration, Calibrator, check_decision_rule
-from sdmad.checkpoints import CheckpointError
+from sdmad.checkpoints import CheckpointError, unwrap
 from sdmad.data.clip_input import PrepareSlices
 from sdmad.inference import Scores, SignSelection, score_images, select_signs
-
-
-def unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    """The SDMADNetwork inside a DistributedDataParallel (or any ``.module``) wrapper."""
-    return network.module if hasattr(network, "module") else network
 
 
 def train_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
@@ -33,8 +28,7 @@ def train_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
     engine.optimizer.zero_grad(set_to_none=True)
     parts.total.backward()
     engine.optimizer.step()
-    return {"loss": parts.total.detach(), "loss_img_text": parts.img_text.detach(), "loss_pos": parts.pos.detach(),
-            "loss_neg": parts.neg.detach()}
+    return parts.as_dict()
 
 
 @dataclass

@@ -30,9 +30,10 @@ class LossParts:
     pos: torch.Tensor
     neg: torch.Tensor
 
-    def as_dict(self) -> dict[str, float]:
-        return {"loss": float(self.total), "loss_img_text": float(self.img_text), "loss_pos": float(self.pos),
-                "loss_neg": float(self.neg)}
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The parts, detached, under the names the training handlers log."""
+        return {"loss": self.total.detach(), "loss_img_text": self.img_text.detach(), "loss_pos": self.pos.detach(),
+                "loss_neg": self.neg.detach()}
 
 
 class SDMADLoss(nn.Module):

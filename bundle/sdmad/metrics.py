@@ -201,14 +201,9 @@ class CategoryAUROC(GatheredMetric):
         return flat
 
 
-class MeanCategoryAUROC(GatheredMetric):
+class MeanCategoryAUROC(CategoryAUROC):
     """Protocol 3 mean over defined categories as one number, for an engine's key metric (checkpoint selection on
     validation data): NaN, never a made-up value, when no category is defined. Reports use ``CategoryAUROC``."""
-
-    def __init__(self, category_names: Sequence[str], output_transform: Callable = lambda output: output,
-                 device: str | torch.device = "cpu"):
-        self.category_names = list(category_names)
-        super().__init__(output_transform, device)
 
     def compute_fn(self, scores: np.ndarray, labels: np.ndarray) -> float:
         mean = category_auroc(scores, labels, self.category_names)["mean"]

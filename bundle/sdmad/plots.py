@@ -54,7 +54,7 @@ def auroc_bars(categories: Sequence[str], aurocs: dict, mean: float | None, path
     """Per-category AUROC bars; an undefined category is a hatched grey bar marked 'undefined'."""
     figure, axes = plt.subplots(figsize=(7, 0.5 * len(categories) + 1.5))
     positions = np.arange(len(categories))
-    for y, name in zip(positions, categories):
+    for y, name in zip(positions, categories, strict=True):
         value = aurocs.get(name)
         if value is None:
             axes.barh(y, 1.0, color="none", edgecolor="grey", hatch="//")

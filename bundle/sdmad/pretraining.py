@@ -121,7 +121,7 @@ def pretrain_tiny_clip(output_file: str | Path, steps: int = 350, batch_size: in
             tokenizer(held_out_captions), normalize=True).T
     # a caption may fit several images (same findings): count a hit when the chosen caption has the same findings
     chosen = [held_out_captions[i] for i in similarity.argmax(dim=1).tolist()]
-    accuracy = float(np.mean([_findings(a) == _findings(b) for a, b in zip(chosen, held_out_captions)]))
+    accuracy = float(np.mean([_findings(a) == _findings(b) for a, b in zip(chosen, held_out_captions, strict=True)]))
     summary = {"steps": steps, "seconds": round(time.perf_counter() - start, 1), "first_loss": losses[0],
                "last_loss": float(np.mean(losses[-10:])), "held_out_retrieval_accuracy": accuracy,
                "output_file": str(output_file)}

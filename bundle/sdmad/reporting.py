@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sdmad import RESEARCH_USE_ONLY
 from sdmad.atomic import write_json_atomic, write_text_atomic
 
 UNDEFINED = "undefined"
@@ -156,7 +157,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- decisions: **{rule_name(multi, multi['decision_rule'])}**; sign selection: "
         f"{report['sign_selection']['mode']}",
         f"- 95 % intervals: {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}",
-        "- research use only, not for diagnosis", "",
+        f"- {RESEARCH_USE_ONLY}", "",
         "| protocol | metric | value | 95 % interval | all-absent predictor |", "|---|---|---|---|---|",
         f"| 1 general AD | image AUROC | {_figure(protocols['general_ad']['image_auroc'])} | "
         f"{_interval(report, 'image_auroc')} | 0.5 (constant) |",
@@ -197,7 +198,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     if calibration:
         lines += ["", f"Thresholds: {calibration['source']}, {calibration['metric']}; "
                   f"computed with sign selection '{calibration['sign_selection']}'."]
-        lines += [f"- {name}: {how}" for name, how in zip(data["categories"], calibration["how"])]
+        lines += [f"- {name}: {how}" for name, how in zip(data["categories"], calibration["how"], strict=True)]
     lines += ["", "Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in report["files"]["plots"]), ""]
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ def split_by_group(items: list[dict], fractions: Mapping[str, float], seed: int 
     bounds = np.round(np.cumsum([fractions[name] for name in names]) * len(order)).astype(int)
     side = {}
     start = 0
-    for name, stop in zip(names, bounds):
+    for name, stop in zip(names, bounds, strict=True):
         for group in order[start:stop]:
             side[group] = name
         start = stop

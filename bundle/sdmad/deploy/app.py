@@ -32,7 +32,7 @@ class SDMADApp(Application):
     """DICOM study or NIfTI scans -> SD-MAD findings (JSON per series, DICOM SR per study)."""
 
     name = "sdmad"
-    description = "Sign-driven few-shot multi-anomaly detection (SD-MAD); research use only, not for diagnosis"
+    description = f"Sign-driven few-shot multi-anomaly detection (SD-MAD); {sdmad.RESEARCH_USE_ONLY}"
     version = sdmad.__version__
 
     def compose(self):

@@ -30,7 +30,7 @@ import sdmad
 from sdmad.data.loading import PIXEL_TAGS
 
 SCHEME = "99SDMAD"
-NOT_FOR_DIAGNOSIS = ("Research use only, not for diagnosis. Automated SD-MAD findings (few-shot CLIP with sign "
+NOT_FOR_DIAGNOSIS = (f"{sdmad.RESEARCH_USE_ONLY.capitalize()}. Automated SD-MAD findings (few-shot CLIP with sign "
                      "prompts); every finding needs a radiologist's review.")
 REPORT_TITLE = hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging report")
 FINDINGS = hd.sr.CodedConcept("121070", "DCM", "Findings")
@@ -117,4 +117,4 @@ def study_report(findings: Sequence[SeriesFindings], model_description: str,
         evidence=evidence, content=root, series_instance_uid=generate_uid(), series_number=series_number,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="SD-MAD (open source)",
         manufacturer_model_name="SD-MAD MONAI Deploy app", software_versions=sdmad.__version__,
-        series_description="SD-MAD findings, research use only, not for diagnosis", is_complete=True)
+        series_description=f"SD-MAD findings, {sdmad.RESEARCH_USE_ONLY}", is_complete=True)

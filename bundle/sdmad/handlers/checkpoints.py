@@ -17,8 +17,8 @@ from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
 from sdmad.calibration import Calibrator
-from sdmad.checkpoints import save_atomic, save_model
-from sdmad.engines import prepare_text, unwrap
+from sdmad.checkpoints import save_atomic, save_model, unwrap
+from sdmad.engines import prepare_text
 
 logger = logging.getLogger(__name__)
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")

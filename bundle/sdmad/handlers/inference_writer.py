@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from ignite.engine import Engine
 
+from sdmad import RESEARCH_USE_ONLY
 from sdmad.atomic import write_json_atomic, write_text_atomic
 from sdmad.handlers.predictions import PredictionWriter
 from sdmad.reporting import predictions_csv
@@ -81,15 +82,16 @@ class InferenceWriter(PredictionWriter):
                           self.output_dir / "errors.csv")
         selection = text.selection.to_dict(network.signs.sign_prompts)
         slices = [{"source": r["source"], "slice_index": r["slice_index"], "anomaly_score": r["anomaly"],
-                   "scores": dict(zip(categories, map(float, r["scores"]))),
-                   "decisions": dict(zip(categories, map(bool, r["decisions"])))} for r in self.collector.rows]
+                   "scores": dict(zip(categories, map(float, r["scores"]), strict=True)),
+                   "decisions": dict(zip(categories, map(bool, r["decisions"]), strict=True))}
+                  for r in self.collector.rows]
         decision = {"rule": text.decision_rule}
         if text.decision_rule == "calibrated":
-            decision["thresholds"] = dict(zip(categories, text.calibration.thresholds))
+            decision["thresholds"] = dict(zip(categories, text.calibration.thresholds, strict=True))
             decision["calibration"] = text.calibration.source
         write_json_atomic({"categories": categories, "backbone": network.backbone, "decision": decision,
                            "volumes": volumes, "slices": slices, "skipped": skipped, "sign_selection": selection,
-                           "note": "research use only, not for diagnosis"}, self.output_dir / "predictions.json")
+                           "note": RESEARCH_USE_ONLY}, self.output_dir / "predictions.json")
         engine.state.sdmad_predictions = volumes
         logger.info("inference outputs written to %s", self.output_dir)
 

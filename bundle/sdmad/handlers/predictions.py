@@ -8,7 +8,7 @@ import ignite.distributed as idist
 import numpy as np
 from ignite.engine import Engine, Events
 
-from sdmad.engines import unwrap
+from sdmad.checkpoints import unwrap
 
 
 def _as_list(value: Any, size: int) -> list:

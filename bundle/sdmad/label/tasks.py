@@ -15,6 +15,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.interfaces.tasks.train import TrainTask
 
+from sdmad import RESEARCH_USE_ONLY
 from sdmad.atomic import atomic_path
 from sdmad.data.errors import DataError
 from sdmad.errors import one_line
@@ -25,7 +26,7 @@ from sdmad.label.labels import read_category_label
 from sdmad.predictor import BundlePredictor
 
 logger = logging.getLogger(__name__)
-NOT_FOR_DIAGNOSIS = "SD-MAD suggestions for annotation; research use only, not for diagnosis."
+NOT_FOR_DIAGNOSIS = f"SD-MAD suggestions for annotation; {RESEARCH_USE_ONLY}."
 MAX_LEARNING_RATE = 1.0
 
 
