@@ -12,6 +12,7 @@ two sizes: the slices of a volume share theirs).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,13 @@ def stack_slices(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Te
     return default_collate(images), shapes
 
 
+@functools.lru_cache(maxsize=32)
+def _on_device(values: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small constant tensor made once per device: copying from pageable host memory on every batch would make
+    the host wait for the GPU's queue (a stream sync per batch on the hot path)."""
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
 def percentile_scale(images: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
     """`[N, H, W]` -> each image linearly mapped from its own [lower, upper] percentiles to [0, 1], clipped.
 
@@ -54,7 +62,7 @@ def percentile_scale(images: torch.Tensor, lower: float, upper: float) -> torch.
     unclipped, so that a few raw intensities (thousands on MRI) would reach CLIP.
     """
     flat = images.reshape(images.shape[0], -1)
-    q = torch.tensor([lower / 100.0, upper / 100.0], dtype=flat.dtype, device=flat.device)
+    q = _on_device((lower / 100.0, upper / 100.0), flat.dtype, flat.device)
     chunk = max(1, _QUANTILE_LIMIT // flat.shape[1])
     bounds = torch.cat([torch.quantile(part, q, dim=1) for part in flat.split(chunk)], dim=1)  # [2, N]
     low, width = bounds[0][:, None, None], (bounds[1] - bounds[0])[:, None, None]
@@ -75,8 +83,7 @@ class CLIPInput:
     def __init__(self, image_size: int = 240, lower_percentile: float = 0.5, upper_percentile: float = 99.5,
                  mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD):
         self.image_size, self.lower, self.upper = image_size, lower_percentile, upper_percentile
-        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+        self.mean, self.std = tuple(mean), tuple(std)
         # MONAI's transforms on a channel-first `[N, H, W]` treat the N slices as channels: one call per group
         self._resize = Resize(spatial_size=image_size, size_mode="longest", mode="bilinear", anti_aliasing=True)
         self._pad = SpatialPad(spatial_size=(image_size, image_size), method="symmetric")
@@ -92,7 +99,8 @@ class CLIPInput:
         planes = planes.reshape(count, channels, self.image_size, self.image_size)
         if channels == 1:
             planes = planes.expand(count, 3, self.image_size, self.image_size)
-        mean, std = self.mean.to(planes.device), self.std.to(planes.device)
+        mean = _on_device(self.mean, planes.dtype, planes.device)[:, None, None]
+        std = _on_device(self.std, planes.dtype, planes.device)[:, None, None]
         return (planes - mean) / std
 
     def __call__(self, images: torch.Tensor, shapes: torch.Tensor | None = None) -> torch.Tensor:
