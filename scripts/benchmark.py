@@ -5,7 +5,7 @@ NIfTI volumes, sign selection + scoring vs number of signs, adapter-training ste
     python scripts/benchmark.py --tiny --out runs/benchmark/tiny.json      # the tiny model, seconds on a CPU
 
 Random weights (the figures do not depend on them). Writes the JSON (device, torch version, every figure) and
-prints the tables; docs/benchmarks.md holds the latest measured ones. See sdmad/benchmark.py for the definitions.
+prints the tables; docs/benchmarks.md holds the latest measured ones. See sdmad/tools/benchmark.py for the definitions.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sdmad.atomic import write_json_atomic, write_text_atomic
-from sdmad.benchmark import BenchmarkSettings, format_table, run_benchmark
+from sdmad.tools.benchmark import BenchmarkSettings, format_table, run_benchmark
 
 
 def main() -> None:
@@ -30,11 +30,12 @@ def main() -> None:
     parser.add_argument("--per-slice-volumes", type=int, default=None, help="of those, for the per-slice path")
     parser.add_argument("--e2e-slices", type=int, default=None, help="slices per volume end to end")
     parser.add_argument("--e2e-size", type=int, default=None, help="slice size of those volumes (pixels)")
+    parser.add_argument("--bundle-root", default=".", help="the folder holding configs/ (default: here)")
     parser.add_argument("--out", default="runs/benchmark/benchmark.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     settings = BenchmarkSettings.tiny() if args.tiny else BenchmarkSettings()
-    settings.device = args.device
+    settings.device, settings.bundle_root = args.device, args.bundle_root
     for name, value in (("model_name", args.model_name), ("min_seconds", args.min_seconds),
                         ("num_workers", args.num_workers), ("e2e_volumes", args.e2e_volumes),
                         ("per_slice_volumes", args.per_slice_volumes),

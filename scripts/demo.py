@@ -11,9 +11,10 @@ import logging
 import time
 from pathlib import Path
 
-from sdmad.data.phantom import ensure_phantom_dataset
-from sdmad.experiments import HEADLINE_METRICS, VARIANT_NAMES, report_variants, run_workflow
-from sdmad.pretraining import ensure_tiny_backbone
+from sdmad.tools.experiments import HEADLINE_METRICS, VARIANT_NAMES, report_variants
+from sdmad.tools.phantom import ensure_phantom_dataset
+from sdmad.tools.pretraining import ensure_tiny_backbone
+from sdmad.workflows import run_workflow
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from sdmad.data.phantom import make_phantom_dataset
+from sdmad.tools.phantom import make_phantom_dataset
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import shlex
 import sys
 
 import yaml
-from sdmad.experiments import multi_seed
+from sdmad.tools.experiments import multi_seed
 
 
 def main() -> None:

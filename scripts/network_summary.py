@@ -10,7 +10,7 @@ import logging
 
 import yaml
 from monai.bundle import ConfigParser
-from sdmad.networks.summary import describe_network
+from sdmad.tools.network_summary import describe_network
 
 
 def main() -> None:

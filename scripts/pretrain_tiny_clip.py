@@ -2,7 +2,7 @@
 
     python scripts/pretrain_tiny_clip.py --out models/sdmad-tiny-phantom.pt [--steps 350 --batch-size 32 --seed 0]
 
-See bundle/sdmad/pretraining.py for what the pairs are (never the phantom data set, never category names).
+See bundle/sdmad/tools/pretraining.py for what the pairs are (never the phantom data set, never category names).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sdmad.pretraining import pretrain_tiny_clip
+from sdmad.tools.pretraining import pretrain_tiny_clip
 
 
 def main() -> None:

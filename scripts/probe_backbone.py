@@ -11,7 +11,7 @@ import argparse
 import json
 
 from monai.bundle import ConfigParser
-from sdmad.experiments import nearest_centroid_probe
+from sdmad.tools.probe import nearest_centroid_probe
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from sdmad.networks import SDMADNetwork
 from sdmad.signs import SignSet
+from sdmad.workflows import config_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FASTMRI_PLUS = REPO_ROOT / "tests" / "data" / "fastmri_plus"  # the real fastMRI+ label files (MIT, README beside)
@@ -58,7 +59,7 @@ def tiny_network(small_signs) -> SDMADNetwork:
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """A small phantom data set in every format, generated once per test session (about a second)."""
-    from sdmad.data.phantom import make_phantom_dataset
+    from sdmad.tools.phantom import make_phantom_dataset
 
     out = tmp_path_factory.mktemp("phantom")
     make_phantom_dataset(out, volumes_per_category=2, normal_volumes=4, multi_label_volumes=2, size=64,
@@ -101,18 +102,10 @@ def bundle_inference(scan: Path, backbone: str | Path, checkpoint: str | Path, o
     return json.loads((out / "predictions.json").read_text())
 
 
-# The config files of each workflow, as the README's commands layer them.
-CONFIGS = {
-    "training": ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml"],
-    "evaluating": ["configs/inference.yaml", "configs/common.yaml", "configs/evaluate.yaml"],
-    "inference": ["configs/inference.yaml", "configs/common.yaml"],
-}
-
-
 def bundle(workflow: str, phantom_dir: Path, runs: Path, *overrides: str, extra: tuple[str, ...] = (),
            launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """`python -m monai.bundle run <workflow>` in a subprocess on the phantom's fastMRI form, tiny random CLIP."""
-    files = [str(REPO_ROOT / f) for f in CONFIGS[workflow]] + list(extra)
+    files = config_files(workflow, REPO_ROOT) + list(extra)
     command = [*(launcher or (sys.executable,)), "-m", "monai.bundle", "run", workflow, "--config_file", str(files),
                "--bundle_root", str(REPO_ROOT), "--output_root", str(runs), "--model_name", "sdmad-tiny",
                "--pretrained", "none", "--dataset_dir", str(phantom_dir / "h5"),

@@ -18,7 +18,7 @@ from sdmad.data import (
 )
 from sdmad.data.fastmri_plus import DEFAULT_CATEGORIES, h5_box
 from sdmad.data.items import item_labels, load_items_json
-from sdmad.data.phantom import CATEGORIES, make_volume, to_display
+from sdmad.tools.phantom import CATEGORIES, make_volume, to_display
 
 
 @pytest.mark.parametrize("slice_index, abnormal, multi, rare", [

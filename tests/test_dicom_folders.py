@@ -20,7 +20,7 @@ from pydicom.uid import (
     KeyObjectSelectionDocumentStorage,
 )
 from sdmad.data import DataError, scan_to_slices
-from sdmad.data.phantom import write_non_image_object
+from sdmad.tools.phantom import write_non_image_object
 
 
 def load(path, **item):

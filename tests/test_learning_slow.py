@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import pytest
 from conftest import REPO_ROOT
-from sdmad.data.phantom import make_phantom_dataset
-from sdmad.experiments import headline_metrics, report_variants, run_workflow
-from sdmad.pretraining import pretrain_tiny_clip
+from sdmad.tools.experiments import headline_metrics, report_variants
+from sdmad.tools.phantom import make_phantom_dataset
+from sdmad.tools.pretraining import pretrain_tiny_clip
+from sdmad.workflows import run_workflow
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from PIL import Image
 from pydicom.uid import generate_uid
 from sdmad.data import scan_transforms
 from sdmad.data.orientation import DisplayOrientationd, acquisition_plane
-from sdmad.data.phantom import PhantomVolume, to_display, write_dicom_series, write_fastmri_h5, write_nifti
+from sdmad.tools.phantom import PhantomVolume, to_display, write_dicom_series, write_fastmri_h5, write_nifti
 
 SIZE, SLICES = 40, 4
 

@@ -7,9 +7,9 @@ import re
 
 import numpy as np
 from conftest import REPO_ROOT
-from sdmad.data.phantom import CATEGORIES
-from sdmad.pretraining import LOOKS, PLAIN, PREFIXES, STOP_WORDS, caption, caption_pairs
 from sdmad.signs import load_sign_file
+from sdmad.tools.phantom import CATEGORIES
+from sdmad.tools.pretraining import LOOKS, PLAIN, PREFIXES, STOP_WORDS, caption, caption_pairs
 
 
 def words(text: str) -> set[str]:

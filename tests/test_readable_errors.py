@@ -124,7 +124,7 @@ def test_a_bad_label_csv_in_training_names_the_csv_line(phantom_dir, tmp_path):
 def test_skipped_non_image_objects_are_said_on_the_console(phantom_dir, tmp_path):
     import pydicom
     from pydicom.uid import ComprehensiveSRStorage
-    from sdmad.data.phantom import write_non_image_object
+    from sdmad.tools.phantom import write_non_image_object
 
     name = json.loads((phantom_dir / "manifest.json").read_text())["volumes"][0]["name"]
     series = shutil.copytree(phantom_dir / "dicom" / name, tmp_path / "series")

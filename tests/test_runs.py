@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import bundle, last_line, ok
 from sdmad.data import csv_items
-from sdmad.data.phantom import CATEGORIES
 from sdmad.runs import RunConfigError, check_against_training, differences, prepare_training_dir, run_splits
+from sdmad.tools.phantom import CATEGORIES
 
 
 def settings(**changes) -> dict:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from sdmad.data import load_split
-from sdmad.data.phantom import ensure_phantom_dataset, make_dicom_study
+from sdmad.tools.phantom import ensure_phantom_dataset, make_dicom_study
 
 
 def choose_volume(phantom: Path, splits: Path | None) -> tuple[str, list[str]]:

@@ -9,7 +9,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from sdmad.data.phantom import ensure_phantom_dataset
+from sdmad.tools.phantom import ensure_phantom_dataset
 
 
 def make_studies(out: Path, phantom: Path, count: int) -> list[str]:

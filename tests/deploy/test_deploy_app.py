@@ -22,10 +22,10 @@ pytest.importorskip("highdicom")
 import pydicom  # noqa: E402
 from conftest import REPO_ROOT, bundle_inference, four_d_series, trained_tiny_model  # noqa: E402
 from sdmad.data.errors import DataError  # noqa: E402
-from sdmad.data.phantom import make_dicom_study  # noqa: E402
 from sdmad.deploy.app import main  # noqa: E402
 from sdmad.deploy.model_folder import ModelFolderError, make_model_folder  # noqa: E402
 from sdmad.deploy.structured_report import ABSENT, PRESENT  # noqa: E402
+from sdmad.tools.phantom import make_dicom_study  # noqa: E402
 
 APP = REPO_ROOT / "scripts" / "deploy_app" / "app.py"
 

@@ -19,11 +19,11 @@ from sdmad import RESEARCH_USE_ONLY
 from sdmad.atomic import atomic_path
 from sdmad.data.errors import DataError
 from sdmad.errors import one_line
-from sdmad.experiments import run_workflow
 from sdmad.label.datastore import FINAL
 from sdmad.label.errors import Invalid
 from sdmad.label.labels import read_category_label
 from sdmad.predictor import BundlePredictor
+from sdmad.workflows import run_workflow
 
 logger = logging.getLogger(__name__)
 NOT_FOR_DIAGNOSIS = f"SD-MAD suggestions for annotation; {RESEARCH_USE_ONLY}."

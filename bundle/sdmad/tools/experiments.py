@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.bundle import run as run_bundle
 
 from sdmad.atomic import write_json_atomic, write_text_atomic
+from sdmad.workflows import run_workflow
 
 logger = logging.getLogger(__name__)
 
-WORKFLOW_CONFIGS = {
-    "training": ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml"],
-    "evaluating": ["configs/inference.yaml", "configs/common.yaml", "configs/evaluate.yaml"],
-    "inference": ["configs/inference.yaml", "configs/common.yaml"],
-}
 HEADLINE_METRICS = ("mean_category_auroc", "hamming_score", "subset_accuracy", "image_auroc")
 DECISION_METRICS = ("hamming_score", "subset_accuracy")
 VARIANT_NAMES = {
@@ -28,16 +22,6 @@ VARIANT_NAMES = {
     "trained": "SD-MAD (trained adapters), Eq. 8", "trained_calibrated": "SD-MAD, calibrated",
     "all_absent": "all-absent predictor (trivial)",
 }
-
-
-def run_workflow(workflow: str, bundle_root: str | Path = ".", extra_configs: Sequence[str] = (),
-                 **overrides: Any) -> float:
-    """Run ``python -m monai.bundle run <workflow>`` in this process; returns the seconds it took."""
-    root = Path(bundle_root)
-    files = [str(root / name) for name in WORKFLOW_CONFIGS[workflow]] + [str(root / name) for name in extra_configs]
-    start = time.perf_counter()
-    run_bundle(run_id=workflow, config_file=files, bundle_root=str(root), **overrides)
-    return time.perf_counter() - start
 
 
 def _number(value: Any) -> float | None:
@@ -152,31 +136,3 @@ def multi_seed(seeds: Sequence[int], run_name: str, bundle_root: str | Path = ".
     write_json_atomic(summary, out / "summary.json")
     write_text_atomic(summary_markdown(summary, command), out / "summary.md")
     return summary
-
-
-def nearest_centroid_probe(network: Any, splits_file: str | Path, batch_size: int = 32) -> dict[str, Any]:
-    """Category AUROC of the frozen image features, no adapters, no text: each category's centroid of its few-shot
-    items' features scores the test items by cosine. An upper-bound-style check of what a backbone offers."""
-    import torch
-    from monai.data import DataLoader, Dataset
-
-    from sdmad.data import CLIPInput, PrepareSlices, collate_slices, load_split, scan_transforms
-    from sdmad.metrics import category_auroc
-
-    network.bypass_adapters()
-    network.eval()
-
-    prepare_batch = PrepareSlices(CLIPInput(network.config_record()["image_size"], mean=network.image_mean,
-                                            std=network.image_std))
-
-    def features(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-        loader = DataLoader(Dataset(items, scan_transforms()), batch_size=batch_size, collate_fn=collate_slices)
-        with torch.no_grad():
-            batches = [prepare_batch(b, "cpu") for b in loader]
-            return torch.cat([network.encode_images(x) for x, _ in batches]), torch.cat([y for _, y in batches])
-
-    train_features, train_labels = features(load_split(splits_file, "train"))
-    test_features, test_labels = features(load_split(splits_file, "test"))
-    centroids = torch.stack([torch.nn.functional.normalize(train_features[train_labels[:, c] > 0].mean(0), dim=0)
-                             for c in range(train_labels.shape[1])])
-    return category_auroc((test_features @ centroids.T).numpy(), test_labels.numpy(), network.signs.category_names)

@@ -37,7 +37,6 @@ from sdmad.losses import SDMADLoss
 from sdmad.networks import SDMADNetwork
 from sdmad.signs import SignSet, load_sign_file
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PATHS = ("per-slice", "batched")  # slice preprocessing in the loader workers vs batched on the model's device
 
 
@@ -60,6 +59,15 @@ class BenchmarkSettings:
     training_batches: Sequence[int] = (1, 8, 32)
     training_variants: Sequence[str] = ("float32", "bfloat16", "bfloat16+checkpointing")
     device: str = "auto"
+    bundle_root: str = "."  # the folder holding configs/ (a checkout of this repository)
+
+    def bundle_file(self, relative: str) -> Path:
+        """A file of the bundle (configs, sign files), with a clear error when ``bundle_root`` is not a bundle."""
+        path = Path(self.bundle_root) / relative
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: run the benchmark from the repository's root or pass "
+                                    "--bundle-root <the folder holding configs/>")
+        return path
 
     @classmethod
     def tiny(cls) -> BenchmarkSettings:
@@ -114,14 +122,20 @@ def seconds_per_call(fn: Callable[[], object], device: torch.device, min_seconds
     return (time.perf_counter() - start) / calls
 
 
-def benchmark_signs(path: Path | None = None) -> SignSet:
-    return load_sign_file(path or REPO_ROOT / "configs" / "signs" / "fastmri_brain.yaml")
+def benchmark_signs(settings: BenchmarkSettings) -> SignSet:
+    return load_sign_file(settings.bundle_file("configs/signs/fastmri_brain.yaml"))
+
+
+def text_tower(clip: torch.nn.Module) -> torch.nn.Module:
+    """The module every text encoding of an open_clip model runs first (CLIP: token_embedding; CustomTextCLIP:
+    text), where a hook counts text-encoder calls."""
+    return clip.text if hasattr(clip, "text") else clip.token_embedding
 
 
 def build_network(settings: BenchmarkSettings, device: torch.device, frozen_dtype: str = "float32",
                   grad_checkpointing: bool = False) -> SDMADNetwork:
     torch.manual_seed(0)
-    network = SDMADNetwork(benchmark_signs(), model_name=settings.model_name, pretrained="none",
+    network = SDMADNetwork(benchmark_signs(settings), model_name=settings.model_name, pretrained="none",
                            image_size=settings.image_size, frozen_dtype=frozen_dtype,
                            grad_checkpointing=grad_checkpointing)
     return network.to(device).eval()
@@ -175,7 +189,7 @@ def measure_image_path(settings: BenchmarkSettings, device: torch.device, plain:
 
 def write_phantom_volumes(folder: Path, count: int, slices: int, size: int, distinct: int = 16) -> list[Path]:
     """``count`` phantom NIfTI volumes (``slices`` slices of ``size``²): ``distinct`` generated ones, copied."""
-    from sdmad.data.phantom import CATEGORIES, make_volume, write_nifti
+    from sdmad.tools.phantom import CATEGORIES, make_volume, write_nifti
 
     folder.mkdir(parents=True, exist_ok=True)
     made = []
@@ -246,8 +260,8 @@ def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen
     figures = {"model_only_images_per_s": model_only, "slices_per_volume": settings.e2e_slices,
                "slice_size": settings.e2e_size, "batch_images": batch, "num_workers": settings.num_workers}
     parser = ConfigParser()
-    parser.read_config(str(REPO_ROOT / "configs" / "inference.yaml"))
-    parser.update({"bundle_root": str(REPO_ROOT), "model_name": settings.model_name, "pretrained": "none",
+    parser.read_config(str(settings.bundle_file("configs/inference.yaml")))
+    parser.update({"bundle_root": settings.bundle_root, "model_name": settings.model_name, "pretrained": "none",
                    "image_size": settings.image_size, "frozen_dtype": frozen_dtype, "checkpoint": "none",
                    "device": f"$torch.device('{device}')", "batch_size": settings.e2e_batch_volumes,
                    "num_workers": settings.num_workers})
@@ -255,8 +269,7 @@ def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen
     parser["network"] = network
     parser.get_parsed_content("load_weights")
     text_calls = []
-    encode_text = network.clip.encode_text
-    network.clip.encode_text = lambda *args, **kwargs: text_calls.append(1) or encode_text(*args, **kwargs)
+    counter = text_tower(network.clip).register_forward_pre_hook(lambda module, args: text_calls.append(1))
     batched_prepare = parser.get_parsed_content("prepare_batch")
     with tempfile.TemporaryDirectory() as tmp:
         for path in PATHS:
@@ -280,6 +293,7 @@ def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen
         start = time.perf_counter()
         slices = sum(len(batch["image"]) for batch in loader)
         figures["loader_only_images_per_s"] = slices / (time.perf_counter() - start)
+    counter.remove()
     figures["text_encoder_calls"] = len(text_calls)
     return figures
 

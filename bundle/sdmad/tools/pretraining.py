@@ -22,8 +22,8 @@ from open_clip.loss import ClipLoss
 from sdmad.atomic import write_json_atomic
 from sdmad.checkpoints import save_atomic
 from sdmad.data.clip_input import CLIPInput
-from sdmad.data.phantom import CATEGORIES, make_volume, to_display
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
+from sdmad.tools.phantom import CATEGORIES, make_volume, to_display
 
 logger = logging.getLogger(__name__)
 
