@@ -14,41 +14,72 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 BIG_STACK := ulimit -s 32768 &&
 DEMO_MODEL := runs/demo/training/model.pt
 
-.PHONY: setup label-env deploy-env demo lint test test-slow benchmark benchmark-phantom label-server deploy-run clean-venv
+.PHONY: setup label-env deploy-env lock demo lint test test-slow benchmark benchmark-phantom label-server deploy-run clean-venv
 
 setup: $(STAMP)
 
-# Re-installs when the dependency pins change; `pip install -e` keeps bundle/sdmad live for development.
-$(STAMP): pyproject.toml constraints.txt
+# Three independent environments (core, MONAI Label, MONAI Deploy), each installed exactly from its lock file by uv
+# and checked with `uv pip check`. uv's cache hard-links the same torch into all three, so the second and third
+# cost little disk or time (docs/design.md, "Environments"). uv itself is pinned in constraints.txt.
+UV := $(VENV)/bin/uv
+LOCK_PYTHON ?= 3.11
+# uv does not read pip's settings: hand it the package indexes pip is configured with (a local mirror, if any).
+# unsafe-best-match: such a mirror may hold some versions of a package only; every version is pinned anyway.
+PIP_EXTRA_INDEXES := $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^global.extra-index-url='\(.*\)'$$/\1/p")
+ifneq ($(PIP_EXTRA_INDEXES),)
+export UV_EXTRA_INDEX_URL ?= $(PIP_EXTRA_INDEXES)
+endif
+ifneq ($(PIP_FIND_LINKS),)
+export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
+endif
+export UV_INDEX_STRATEGY ?= unsafe-best-match
+UV_INSTALL = $(UV) pip install --quiet --no-deps --python
+
+$(UV):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --no-cache-dir -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet --no-cache-dir $$(grep '^uv==' constraints.txt)
+
+$(STAMP): requirements/core.lock pyproject.toml | $(UV)
+	$(UV_INSTALL) $(PY) -r requirements/core.lock
+	$(UV_INSTALL) $(PY) -e .
+	$(UV) pip check --quiet --python $(PY)
 	@touch $@
+
+# MONAI Label needs numpy<2 and pydicom<3: its own environment.
+label-env: $(LABEL_STAMP)
+
+$(LABEL_STAMP): requirements/label.lock requirements/label-source-builds.txt pyproject.toml | $(UV)
+	@test -x $(LABEL_PY) || $(UV) venv --quiet --python $(PYTHON) $(LABEL_VENV)
+	$(UV_INSTALL) $(LABEL_PY) -r requirements/label.lock
+	SAM2_BUILD_CUDA=0 $(UV_INSTALL) $(LABEL_PY) --no-build-isolation -r requirements/label-source-builds.txt
+	$(UV_INSTALL) $(LABEL_PY) -e .
+	$(UV) pip check --quiet --python $(LABEL_PY)
+	@touch $@
+
+# The MONAI Deploy SDK (holoscan, tritonclient, highdicom; protobuf<7): its own environment.
+deploy-env: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): requirements/deploy.lock pyproject.toml | $(UV)
+	@test -x $(DEPLOY_PY) || $(UV) venv --quiet --python $(PYTHON) $(DEPLOY_VENV)
+	$(UV_INSTALL) $(DEPLOY_PY) -r requirements/deploy.lock
+	$(UV_INSTALL) $(DEPLOY_PY) -e .
+	$(UV) pip check --quiet --python $(DEPLOY_PY)
+	@touch $@
+
+# Re-resolve the three lock files after changing constraints.txt, pyproject.toml or requirements/*.in (CPython
+# $(LOCK_PYTHON), Linux x86_64: what CI runs). Label: the core pins but numpy, pydicom, jsonschema (label.in says why).
+UV_COMPILE = $(UV) pip compile --quiet --python-version $(LOCK_PYTHON) --python-platform x86_64-manylinux_2_35 \
+	--no-annotate --no-emit-package sdmad --custom-compile-command "make lock"
+lock: | $(UV)
+	$(UV_COMPILE) pyproject.toml --extra dev -c constraints.txt -o requirements/core.lock
+	grep -v -E '^(numpy|pydicom|jsonschema)==' constraints.txt > requirements/label.constraints
+	$(UV_COMPILE) requirements/label.in -c requirements/label.constraints --override requirements/label.overrides \
+		--no-emit-package sam2 -o requirements/label.lock
+	rm requirements/label.constraints
+	$(UV_COMPILE) requirements/deploy.in -c constraints.txt -o requirements/deploy.lock
 
 # phantom data (made once) -> tiny CLIP pretrained on phantom captions (once, ~2 min) -> training -> evaluating
 # (trained and zero-shot) -> inference; offline, CPU.
-# MONAI Label needs numpy<2 and pydicom<3: its own environment, reusing the core one's torch/monai/sdmad.
-label-env: $(LABEL_STAMP)
-
-$(LABEL_STAMP): $(STAMP) scripts/monailabel_app/requirements.txt
-	@test -x $(LABEL_PY) || $(PYTHON) -m venv $(LABEL_VENV)
-	$(LABEL_PY) scripts/link_core_venv.py $(VENV)
-	$(LABEL_PY) -m pip install --quiet --no-cache-dir --no-deps monailabel==0.8.5
-	$(LABEL_PY) -m pip install --quiet --no-cache-dir -r scripts/monailabel_app/requirements.txt
-	@touch $@
-
-# The MONAI Deploy SDK (holoscan, tritonclient, highdicom; protobuf<7): its own environment, reusing the core one's
-# torch/open_clip/sdmad. The SDK installs into the monai package, so this environment gets its own monai (no deps).
-deploy-env: $(DEPLOY_STAMP)
-
-$(DEPLOY_STAMP): $(STAMP) scripts/deploy_app/requirements.txt scripts/deploy_app/own-copies.txt constraints.txt
-	@test -x $(DEPLOY_PY) || $(PYTHON) -m venv $(DEPLOY_VENV)
-	$(DEPLOY_PY) scripts/link_core_venv.py $(VENV)
-	$(DEPLOY_PY) -m pip uninstall --quiet --yes setuptools  # the venv's 65.x; own-copies.txt pins the core's
-	$(DEPLOY_PY) -m pip install --quiet --no-cache-dir --no-deps --ignore-installed -c constraints.txt monai \
-		-r scripts/deploy_app/own-copies.txt
-	$(DEPLOY_PY) -m pip install --quiet --no-cache-dir -r scripts/deploy_app/requirements.txt
-	@touch $@
-
 demo: setup
 	$(PY) scripts/demo.py
 
