@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT, build_tiny, bundle, ok
 from sdmad.checkpoints import CheckpointError, load_model, save_model
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,12 @@ def test_two_process_gloo_training(phantom_dir, tmp_path):
     result = ok(bundle("training", phantom_dir, tmp_path, "--run_name", "ddp", "--epochs", "2", "--val_interval", "1",
                        "--backend", "gloo", extra=(str(REPO_ROOT / "configs" / "multi_gpu.yaml"),), launcher=launcher))
     assert (tmp_path / "ddp" / "training" / "model.pt").is_file()
-    assert "val_mean_category_auroc" in result.stdout + result.stderr
+    log = result.stdout + result.stderr
+    # logging handlers on rank 0 only: one validation line per epoch, events from one process
+    assert log.count("] Metrics -- val_hamming_score") == 2, log
+    writers = [path for path in (tmp_path / "ddp" / "training" / "tensorboard").glob("events.*")
+               if len(list(EventFileLoader(str(path)).Load())) > 1]  # more than the file-version header
+    assert len(writers) == 2 and len({path.name.split(".")[-2] for path in writers}) == 1  # train + val, one pid
 
 
 def test_corrupt_checkpoint_and_checkpoint_of_another_configuration(small_signs, tmp_path):

@@ -7,7 +7,7 @@ from sdmad.handlers.checkpoints import (
     ResumeFromCheckpoint,
     latest_checkpoint,
 )
-from sdmad.handlers.extra import ExtraHandlers
+from sdmad.handlers.extra import ExtraHandlers, for_this_rank
 from sdmad.handlers.inference_writer import InferenceWriter, aggregate_volumes, exit_if_skipped
 from sdmad.handlers.predictions import PredictionCollector
 from sdmad.handlers.progress import EpochProgressBar
@@ -26,6 +26,7 @@ __all__ = [
     "ResumeFromCheckpoint",
     "UnreadableScans",
     "aggregate_volumes",
+    "for_this_rank",
     "exit_if_skipped",
     "latest_checkpoint",
 ]

@@ -1,4 +1,5 @@
-"""A handler that attaches a list of handlers: the extension point of a config's handler list.
+"""Handler lists: a handler that attaches a list of handlers (the extension point of a config's handler list), and
+the handlers one process of a multi-GPU run attaches.
 
 MONAI's bundle tools read a workflow's `train#handlers` as a list of `_target_` items (ConfigWorkflow's property
 checks look there for the ValidationHandler), so the list cannot be an expression that concatenates two lists.
@@ -10,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import ignite.distributed as idist
 from ignite.engine import Engine
+from monai.handlers import StatsHandler, TensorBoardStatsHandler
+
+LOGGING_HANDLERS = (StatsHandler, TensorBoardStatsHandler)
 
 
 class ExtraHandlers:
@@ -22,3 +27,12 @@ class ExtraHandlers:
     def attach(self, engine: Engine) -> None:
         for handler in self.handlers:
             handler.attach(engine)
+
+
+def for_this_rank(handlers: Sequence[Any]) -> list[Any]:
+    """``handlers`` on rank 0; on the other ranks without the logging handlers (console stats, TensorBoard), which
+    would print every line once per process and write to the same event files. As the model zoo's multi-GPU configs
+    do; the checkpoint, report and progress handlers check the rank themselves, the others must run everywhere."""
+    if idist.get_rank() == 0:
+        return list(handlers)
+    return [handler for handler in handlers if not isinstance(handler, LOGGING_HANDLERS)]
