@@ -91,9 +91,10 @@ benchmark: setup
 benchmark-phantom: setup
 	$(PY) scripts/multi_seed.py --seeds 0 1 2 --run-name phantom_benchmark --demo
 
-# ruff: the rules in pyproject.toml ([tool.ruff.lint]: E, F, I, B, UP)
+# ruff: the rules in pyproject.toml ([tool.ruff.lint]: E, F, I, B, UP) and its formatting (`ruff format` fixes it)
 lint: setup
 	$(VENV)/bin/ruff check bundle scripts tests
+	$(VENV)/bin/ruff format --check bundle scripts tests
 
 test: lint label-env deploy-env
 	$(PY) -m pytest

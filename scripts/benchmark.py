@@ -36,10 +36,15 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     settings = BenchmarkSettings.tiny() if args.tiny else BenchmarkSettings()
     settings.device, settings.bundle_root = args.device, args.bundle_root
-    for name, value in (("model_name", args.model_name), ("min_seconds", args.min_seconds),
-                        ("num_workers", args.num_workers), ("e2e_volumes", args.e2e_volumes),
-                        ("per_slice_volumes", args.per_slice_volumes),
-                        ("e2e_slices", args.e2e_slices), ("e2e_size", args.e2e_size)):
+    for name, value in (
+        ("model_name", args.model_name),
+        ("min_seconds", args.min_seconds),
+        ("num_workers", args.num_workers),
+        ("e2e_volumes", args.e2e_volumes),
+        ("per_slice_volumes", args.per_slice_volumes),
+        ("e2e_slices", args.e2e_slices),
+        ("e2e_size", args.e2e_size),
+    ):
         if value is not None:
             setattr(settings, name, value)
     result = run_benchmark(settings)

@@ -45,15 +45,25 @@ def main() -> None:
     timings["evaluating zero-shot"] = run_workflow("evaluating", root, demo, checkpoint="none", **overrides)
     listing = run_dir / "inference_inputs.txt"
     listing.parent.mkdir(parents=True, exist_ok=True)
-    volumes = sorted((phantom / "nifti").glob("*.nii.gz"))[:2] + sorted((phantom / "dicom").iterdir())[:1] + \
-        sorted((phantom / "h5").glob("*.h5"))[:1]
+    volumes = (
+        sorted((phantom / "nifti").glob("*.nii.gz"))[:2]
+        + sorted((phantom / "dicom").iterdir())[:1]
+        + sorted((phantom / "h5").glob("*.h5"))[:1]
+    )
     listing.write_text("".join(f"{path.resolve()}\n" for path in volumes))
-    timings["inference"] = run_workflow("inference", root, demo, input=str(listing),
-                                        output_dir=str(run_dir / "inference"),
-                                        checkpoint=str(run_dir / "training" / "model.pt"))
+    timings["inference"] = run_workflow(
+        "inference",
+        root,
+        demo,
+        input=str(listing),
+        output_dir=str(run_dir / "inference"),
+        checkpoint=str(run_dir / "training" / "model.pt"),
+    )
 
-    variants = {**report_variants(run_dir / "evaluating_zero_shot" / "report.json", "zero_shot"),
-                **report_variants(run_dir / "evaluating" / "report.json", "trained")}
+    variants = {
+        **report_variants(run_dir / "evaluating_zero_shot" / "report.json", "zero_shot"),
+        **report_variants(run_dir / "evaluating" / "report.json", "trained"),
+    }
     print("\n" + "=" * 100 + "\nSD-MAD demo (phantom data, tiny CLIP, CPU); test split of seed 0\n")
     print(f"{'':44}{'category AUROC':>15}{'Hamming':>10}{'subset acc.':>13}{'image AUROC':>13}")
     for variant in VARIANT_NAMES:
@@ -63,8 +73,11 @@ def main() -> None:
     print(f"\nreport:    {run_dir / 'evaluating' / 'report.md'} (plots beside it)")
     print(f"baseline:  {run_dir / 'evaluating_zero_shot' / 'report.md'}")
     print(f"inference: {run_dir / 'inference' / 'volumes.csv'} ({len(volumes)} volumes: NIfTI, DICOM, .h5)")
-    print("timings:   " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-          + f"; total {time.perf_counter() - start:.0f} s")
+    print(
+        "timings:   "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; total {time.perf_counter() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Write the generated phantom data set (NIfTI, DICOM series, fastMRI .h5 + fastMRI+ CSVs, BMAD PNGs).
 
-    python scripts/make_phantom_data.py --out data/phantom [--seed 0] [--volumes-per-category 6] ...
+python scripts/make_phantom_data.py --out data/phantom [--seed 0] [--volumes-per-category 6] ...
 """
 
 from __future__ import annotations
@@ -23,11 +23,21 @@ def main() -> None:
     parser.add_argument("--kspace-volumes", type=int, default=4, help="the first N .h5 files also hold k-space")
     args = parser.parse_args()
     start = time.perf_counter()
-    manifest = make_phantom_dataset(args.out, args.volumes_per_category, args.normal_volumes,
-                                    args.multi_label_volumes, args.size, args.slices, args.kspace_volumes, args.seed,
-                                    progress=True)
-    print(f"wrote {len(manifest['volumes'])} phantom volumes to {args.out} in {time.perf_counter() - start:.1f} s "
-          f"(nifti/, dicom/, h5/, fastmri_plus/, bmad/PhantomBrain_AD/, labels.csv, manifest.json)")
+    manifest = make_phantom_dataset(
+        args.out,
+        args.volumes_per_category,
+        args.normal_volumes,
+        args.multi_label_volumes,
+        args.size,
+        args.slices,
+        args.kspace_volumes,
+        args.seed,
+        progress=True,
+    )
+    print(
+        f"wrote {len(manifest['volumes'])} phantom volumes to {args.out} in {time.perf_counter() - start:.1f} s "
+        f"(nifti/, dicom/, h5/, fastmri_plus/, bmad/PhantomBrain_AD/, labels.csv, manifest.json)"
+    )
 
 
 if __name__ == "__main__":

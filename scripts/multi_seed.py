@@ -23,15 +23,21 @@ def main() -> None:
     parser.add_argument("--run-name", default="multi_seed")
     parser.add_argument("--demo", action="store_true", help="layer configs/demo.yaml (phantom data, tiny CLIP)")
     parser.add_argument("--no-zero-shot", action="store_true", help="skip the zero-shot baseline")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER,
-                        help="after --: bundle overrides, e.g. -- --pretrained openai --shots 1")
+    parser.add_argument(
+        "overrides", nargs=argparse.REMAINDER, help="after --: bundle overrides, e.g. -- --pretrained openai --shots 1"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     pairs = [item for item in args.overrides if item != "--"]
     overrides = {pairs[i].lstrip("-"): yaml.safe_load(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-    summary = multi_seed(args.seeds, args.run_name, extra_configs=["configs/demo.yaml"] if args.demo else [],
-                         zero_shot=not args.no_zero_shot, command=" ".join(map(shlex.quote, ["python", *sys.argv])),
-                         **overrides)
+    summary = multi_seed(
+        args.seeds,
+        args.run_name,
+        extra_configs=["configs/demo.yaml"] if args.demo else [],
+        zero_shot=not args.no_zero_shot,
+        command=" ".join(map(shlex.quote, ["python", *sys.argv])),
+        **overrides,
+    )
     print(open(f"runs/{args.run_name}/summary.md").read() if summary else "")
 
 

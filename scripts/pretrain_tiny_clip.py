@@ -21,8 +21,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=1500, help="generated image-caption pairs to sample from")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    summary = pretrain_tiny_clip(args.out, steps=args.steps, batch_size=args.batch_size, pool=args.pool,
-                                 seed=args.seed)
+    summary = pretrain_tiny_clip(args.out, steps=args.steps, batch_size=args.batch_size, pool=args.pool, seed=args.seed)
     print(json.dumps(summary, indent=1))
 
 

@@ -62,8 +62,16 @@ def phantom_dir(tmp_path_factory) -> Path:
     from sdmad.tools.phantom import make_phantom_dataset
 
     out = tmp_path_factory.mktemp("phantom")
-    make_phantom_dataset(out, volumes_per_category=2, normal_volumes=4, multi_label_volumes=2, size=64,
-                         num_slices=12, kspace_volumes=2, seed=0)
+    make_phantom_dataset(
+        out,
+        volumes_per_category=2,
+        normal_volumes=4,
+        multi_label_volumes=2,
+        size=64,
+        num_slices=12,
+        kspace_volumes=2,
+        seed=0,
+    )
     return out
 
 
@@ -80,8 +88,14 @@ def trained_tiny_model(folder: Path) -> tuple[Path, Path]:
     torch.save(load_clip("sdmad-tiny")[0].state_dict(), backbone)
     parser = ConfigParser()
     parser.read_config(str(REPO_ROOT / "configs" / "inference.yaml"))
-    parser.update({"bundle_root": str(REPO_ROOT), "model_name": "sdmad-tiny", "pretrained": str(backbone),
-                   "device": "$torch.device('cpu')"})
+    parser.update(
+        {
+            "bundle_root": str(REPO_ROOT),
+            "model_name": "sdmad-tiny",
+            "pretrained": str(backbone),
+            "device": "$torch.device('cpu')",
+        }
+    )
     network = parser.get_parsed_content("network_def")
     randomize_adapters(network, scale=0.05)
     checkpoint = folder / "model.pt"
@@ -96,21 +110,62 @@ def bundle_inference(scan: Path, backbone: str | Path, checkpoint: str | Path, o
 
     from monai.bundle import run
 
-    run("inference", config_file=str(REPO_ROOT / "configs" / "inference.yaml"), bundle_root=str(REPO_ROOT),
-        model_name="sdmad-tiny", pretrained=str(backbone), checkpoint=str(checkpoint), input=str(scan),
-        output_dir=str(out), num_workers=0)
+    run(
+        "inference",
+        config_file=str(REPO_ROOT / "configs" / "inference.yaml"),
+        bundle_root=str(REPO_ROOT),
+        model_name="sdmad-tiny",
+        pretrained=str(backbone),
+        checkpoint=str(checkpoint),
+        input=str(scan),
+        output_dir=str(out),
+        num_workers=0,
+    )
     return json.loads((out / "predictions.json").read_text())
 
 
-def bundle(workflow: str, phantom_dir: Path, runs: Path, *overrides: str, extra: tuple[str, ...] = (),
-           launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def bundle(
+    workflow: str,
+    phantom_dir: Path,
+    runs: Path,
+    *overrides: str,
+    extra: tuple[str, ...] = (),
+    launcher: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
     """`python -m monai.bundle run <workflow>` in a subprocess on the phantom's fastMRI form, tiny random CLIP."""
     files = config_files(workflow, REPO_ROOT) + list(extra)
-    command = [*(launcher or (sys.executable,)), "-m", "monai.bundle", "run", workflow, "--config_file", str(files),
-               "--bundle_root", str(REPO_ROOT), "--output_root", str(runs), "--model_name", "sdmad-tiny",
-               "--pretrained", "none", "--dataset_dir", str(phantom_dir / "h5"),
-               "--fastmri_plus_dir", str(phantom_dir / "fastmri_plus"), "--slice_index", "5",
-               "--study_level", "all_slices", "--shots", "1", "--margin", "0.2", "--num_workers", "0", *overrides]
+    command = [
+        *(launcher or (sys.executable,)),
+        "-m",
+        "monai.bundle",
+        "run",
+        workflow,
+        "--config_file",
+        str(files),
+        "--bundle_root",
+        str(REPO_ROOT),
+        "--output_root",
+        str(runs),
+        "--model_name",
+        "sdmad-tiny",
+        "--pretrained",
+        "none",
+        "--dataset_dir",
+        str(phantom_dir / "h5"),
+        "--fastmri_plus_dir",
+        str(phantom_dir / "fastmri_plus"),
+        "--slice_index",
+        "5",
+        "--study_level",
+        "all_slices",
+        "--shots",
+        "1",
+        "--margin",
+        "0.2",
+        "--num_workers",
+        "0",
+        *overrides,
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
 

@@ -11,5 +11,6 @@ class KillAfterEpoch:
         self.epoch = epoch
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED(once=self.epoch),
-                                 lambda _: os.kill(os.getpid(), signal.SIGKILL))
+        engine.add_event_handler(
+            Events.EPOCH_COMPLETED(once=self.epoch), lambda _: os.kill(os.getpid(), signal.SIGKILL)
+        )

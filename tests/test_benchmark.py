@@ -11,9 +11,24 @@ from conftest import REPO_ROOT
 
 def test_tiny_benchmark_writes_every_figure(tmp_path):
     out = tmp_path / "tiny.json"
-    result = subprocess.run([sys.executable, "scripts/benchmark.py", "--tiny", "--device", "cpu", "--min-seconds",
-                             "0.05", "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                            check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/benchmark.py",
+            "--tiny",
+            "--device",
+            "cpu",
+            "--min-seconds",
+            "0.05",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["device_type"] == "cpu" and figures["torch"] and figures["device"].startswith("CPU")
@@ -31,7 +46,11 @@ def test_tiny_benchmark_writes_every_figure(tmp_path):
     assert [row["signs"] for row in figures["scoring"]] == [6, 24, 96]
     assert all(row["us_per_image"] > 0 for row in figures["scoring"])
     assert {(row["variant"], row["batch"]) for row in figures["training"]} == {
-        ("float32", 1), ("float32", 8), ("float32+checkpointing", 1), ("float32+checkpointing", 8)}
+        ("float32", 1),
+        ("float32", 8),
+        ("float32+checkpointing", 1),
+        ("float32+checkpointing", 8),
+    }
     assert all(row["step_ms"] > 0 and row["peak_mib"] is None for row in figures["training"])  # no GPU memory on CPU
     table = out.with_suffix(".md").read_text()
     assert "images/s" in table and "peak GPU memory" in table and "slices/s per core" in table

@@ -37,6 +37,7 @@ def test_intervals_are_seeded_and_bracket_the_estimate():
 
 def test_an_undefined_metric_has_no_interval():
     labels = np.zeros((10, 1), dtype=np.float32)  # no positive: AUROC undefined on every resample
-    intervals = bootstrap_intervals(np.random.default_rng(0).random((10, 1)), np.zeros((10, 1), bool),
-                                    np.zeros(10), labels, resamples=200)
+    intervals = bootstrap_intervals(
+        np.random.default_rng(0).random((10, 1)), np.zeros((10, 1), bool), np.zeros(10), labels, resamples=200
+    )
     assert intervals["mean_category_auroc"] is None and intervals["hamming_score"] is not None

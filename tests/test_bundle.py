@@ -14,13 +14,26 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("config_file, extra", [
-    ("configs/inference.yaml", []),
-    ("['configs/inference.yaml','configs/demo.yaml']", ["--pretrained", "none"]),
-], ids=["paper_model_random_weights", "tiny_model"])
+@pytest.mark.parametrize(
+    "config_file, extra",
+    [
+        ("configs/inference.yaml", []),
+        ("['configs/inference.yaml','configs/demo.yaml']", ["--pretrained", "none"]),
+    ],
+    ids=["paper_model_random_weights", "tiny_model"],
+)
 def test_verify_net_in_out(config_file, extra):
-    result = run("-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json",
-                 "--config_file", config_file, *extra)
+    result = run(
+        "-m",
+        "monai.bundle",
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        config_file,
+        *extra,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "data shape of network is verified with no error" in result.stdout + result.stderr
 
@@ -37,8 +50,15 @@ def test_metadata_channels_match_the_sign_file():
 
 
 def test_network_summary_prints_facts_of_the_built_network():
-    result = run("scripts/network_summary.py", "--config_file", "configs/inference.yaml", "configs/demo.yaml",
-                 "--override", "lam=0.8", "pretrained=none")
+    result = run(
+        "scripts/network_summary.py",
+        "--config_file",
+        "configs/inference.yaml",
+        "configs/demo.yaml",
+        "--override",
+        "lam=0.8",
+        "pretrained=none",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "sdmad-tiny, weights: none" in out
@@ -48,20 +68,33 @@ def test_network_summary_prints_facts_of_the_built_network():
     assert "(2, 6) per-category scores" in out
 
 
-@pytest.mark.parametrize("workflow_type, configs", [
-    ("infer", ["configs/inference.yaml"]),
-    ("train", ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml", "configs/demo.yaml"]),
-])
+@pytest.mark.parametrize(
+    "workflow_type, configs",
+    [
+        ("infer", ["configs/inference.yaml"]),
+        ("train", ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml", "configs/demo.yaml"]),
+    ],
+)
 def test_configs_have_every_monai_bundle_property(workflow_type, configs, phantom_dir, tmp_path):
     """As the model zoo's CI checks: generic bundle tools find the ids they expect (monai.bundle.properties)."""
     from monai.bundle import ConfigWorkflow
 
     workflow = ConfigWorkflow(
-        config_file=[str(REPO_ROOT / c) for c in configs], meta_file=str(REPO_ROOT / "configs" / "metadata.json"),
-        logging_file=str(REPO_ROOT / "configs" / "logging.conf"), workflow_type=workflow_type,
-        bundle_root=str(REPO_ROOT), pretrained="none", checkpoint="none", output_root=str(tmp_path),
-        phantom_dir=str(phantom_dir), dataset_dir=str(phantom_dir / "h5"),
-        fastmri_plus_dir=str(phantom_dir / "fastmri_plus"), model_name="sdmad-tiny", shots=1, study_level="all_slices")
+        config_file=[str(REPO_ROOT / c) for c in configs],
+        meta_file=str(REPO_ROOT / "configs" / "metadata.json"),
+        logging_file=str(REPO_ROOT / "configs" / "logging.conf"),
+        workflow_type=workflow_type,
+        bundle_root=str(REPO_ROOT),
+        pretrained="none",
+        checkpoint="none",
+        output_root=str(tmp_path),
+        phantom_dir=str(phantom_dir),
+        dataset_dir=str(phantom_dir / "h5"),
+        fastmri_plus_dir=str(phantom_dir / "fastmri_plus"),
+        model_name="sdmad-tiny",
+        shots=1,
+        study_level="all_slices",
+    )
     workflow.initialize()
     assert not workflow.check_properties()
     assert workflow.dataset_dir == str(phantom_dir / "h5") and workflow.bundle_root == str(REPO_ROOT)

@@ -35,8 +35,8 @@ def test_fallbacks_are_applied_and_said():
     scores = rng.random((40, 3))
     labels = np.zeros((40, 3))
     labels[:5, 0] = 1  # enough positives
-    labels[0, 1] = 1   # one positive: quantile of the negatives
-    labels[:, 2] = 1   # no negative
+    labels[0, 1] = 1  # one positive: quantile of the negatives
+    labels[:, 2] = 1  # no negative
     calibration = choose_thresholds(scores, labels, ["a", "b", "c"], metric="accuracy", min_positives=2)
     assert calibration.how[0].startswith("maximises accuracy on 5 positives and 35 negatives")
     assert calibration.thresholds[1] == pytest.approx(np.quantile(scores[1:, 1], 0.95))
@@ -55,8 +55,13 @@ def test_multi_label_section_all_absent_figures_equal_a_hand_computation():
     paper_margins = np.full((5, 2), -1.0)
     paper_margins[1, 0] = 1.0  # Eq. 8 finds one true positive: its figures differ from the all-absent ones
     calibration = Calibration([0.5, 0.5], ["", ""], "accuracy", "test", "distance", [2, 2], [3, 3])
-    arrays = {"label": labels, "scores": scores, "paper_margins": paper_margins,
-              "decisions": scores > 0.5, "margins": scores - 0.5}
+    arrays = {
+        "label": labels,
+        "scores": scores,
+        "paper_margins": paper_margins,
+        "decisions": scores > 0.5,
+        "margins": scores - 0.5,
+    }
     section = multi_label_section(arrays, ["a", "b"], "calibrated", calibration)
     # all-absent by hand: 6 of 10 decisions right; 2 of 5 images (the normal ones) entirely right; Jaccard:
     # normal images 1 (empty union), the others 0

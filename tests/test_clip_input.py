@@ -28,8 +28,13 @@ def mixed_scans(phantom_dir, tmp_path_factory) -> list[str]:
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 4096, (70, 130), dtype=np.uint16)).save(folder / "grey16.png")
     Image.fromarray(rng.integers(0, 256, (150, 60, 3), dtype=np.uint8)).save(folder / "rgb.png")
-    return [str(phantom_dir / "nifti" / f"{names[0]}.nii.gz"), str(phantom_dir / "dicom" / names[1]),
-            str(phantom_dir / "h5" / f"{names[2]}.h5"), str(folder / "grey16.png"), str(folder / "rgb.png")]
+    return [
+        str(phantom_dir / "nifti" / f"{names[0]}.nii.gz"),
+        str(phantom_dir / "dicom" / names[1]),
+        str(phantom_dir / "h5" / f"{names[2]}.h5"),
+        str(folder / "grey16.png"),
+        str(folder / "rgb.png"),
+    ]
 
 
 @pytest.mark.parametrize("image_size", [240, 64])  # down- and upsampling
@@ -44,8 +49,9 @@ def test_one_mixed_batch_equals_the_per_slice_chain_on_every_format(mixed_scans,
 
 
 def test_a_loader_batch_of_two_sizes_is_one_tensor_with_its_sizes(mixed_scans):
-    loader = DataLoader(Dataset([{"image": p} for p in mixed_scans[2:4]], scan_transforms()), batch_size=2,
-                        collate_fn=collate_slices)
+    loader = DataLoader(
+        Dataset([{"image": p} for p in mixed_scans[2:4]], scan_transforms()), batch_size=2, collate_fn=collate_slices
+    )
     batch = next(iter(loader))
     assert isinstance(batch["image"], torch.Tensor) and batch["image"].ndim == 4
     assert {tuple(s) for s in batch[SHAPE_KEY].tolist()} == {(1, 64, 64), (1, 70, 130)}
@@ -96,8 +102,11 @@ def test_a_nearly_empty_slice_is_clipped_to_the_unit_range_unlike_monai():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_gives_the_cpu_numbers():
     generator = torch.Generator().manual_seed(0)
-    slices = [torch.rand(1, 320, 320, generator=generator) * 900, torch.rand(1, 200, 150, generator=generator) * 50,
-              torch.rand(3, 64, 90, generator=generator)]
+    slices = [
+        torch.rand(1, 320, 320, generator=generator) * 900,
+        torch.rand(1, 200, 150, generator=generator) * 50,
+        torch.rand(3, 64, 90, generator=generator),
+    ]
     batch = collate_slices([{"image": image} for image in slices])
     on_cpu = PrepareSlices(CLIPInput(240))(batch, "cpu")[0]
     on_cuda = PrepareSlices(CLIPInput(240))(batch, "cuda")[0]

@@ -77,8 +77,9 @@ def test_h5_reader_reads_only_the_slices_asked_for(phantom_dir, monkeypatch):
 
 def test_full_chain_gives_clip_ready_slices(phantom_dir):
     name = manifest(phantom_dir)["volumes"][0]["name"]
-    out = scan_transforms(slices=[0, 5])({"image": str(phantom_dir / "nifti" / f"{name}.nii.gz"),
-                                          "label": np.zeros(6, np.float32)})
+    out = scan_transforms(slices=[0, 5])(
+        {"image": str(phantom_dir / "nifti" / f"{name}.nii.gz"), "label": np.zeros(6, np.float32)}
+    )
     assert [item["slice_index"] for item in out] == [0, 5]
     assert type(out[0]["image"]) is torch.Tensor and out[0]["image"].shape[0] == 1  # native size, grey, no meta
     image = clip_ready(out)[0]

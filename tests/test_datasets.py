@@ -21,11 +21,14 @@ from sdmad.data.items import item_labels, load_items_json
 from sdmad.tools.phantom import CATEGORIES, make_volume, to_display
 
 
-@pytest.mark.parametrize("slice_index, abnormal, multi, rare", [
-    (0, 349, 67, {}),
-    (5, 164, 47, {"Global label: Small vessel chronic white matter ischemic change": 0}),
-    (10, 135, 36, {"Enlarged ventricles": 2, "Global label: Small vessel chronic white matter ischemic change": 0}),
-])
+@pytest.mark.parametrize(
+    "slice_index, abnormal, multi, rare",
+    [
+        (0, 349, 67, {}),
+        (5, 164, 47, {"Global label: Small vessel chronic white matter ischemic change": 0}),
+        (10, 135, 36, {"Enlarged ventricles": 2, "Global label: Small vessel chronic white matter ischemic change": 0}),
+    ],
+)
 def test_real_fastmri_plus_counts(slice_index, abnormal, multi, rare):
     labels = fastmri_plus_slice_labels(FASTMRI_PLUS / "brain.csv", FASTMRI_PLUS / "brain_file_list.csv", slice_index)
     assert labels.abnormal_files() == abnormal
@@ -68,14 +71,19 @@ def test_phantom_fastmri_plus_join_and_unflipped_boxes(phantom_dir):
     manifest = json.loads((phantom_dir / "manifest.json").read_text())
     truth = {v["name"]: set(v["labels"]) for v in manifest["volumes"]}
     for folder in ("h5", "dicom", "nifti"):
-        items = fastmri_plus_dataset_items(phantom_dir / folder, phantom_dir / "fastmri_plus" / "brain.csv",
-                                           phantom_dir / "fastmri_plus" / "brain_file_list.csv", 0)
+        items = fastmri_plus_dataset_items(
+            phantom_dir / folder,
+            phantom_dir / "fastmri_plus" / "brain.csv",
+            phantom_dir / "fastmri_plus" / "brain_file_list.csv",
+            0,
+        )
         assert len(items) == len(truth)
         for item in items:
             assert set(item_labels(item, DEFAULT_CATEGORIES)) == truth[item["group"]] and item["slices"] == [0]
     # slice 5: study-level labels (global) stay on slice 0 by default
-    at_five = fastmri_plus_slice_labels(phantom_dir / "fastmri_plus" / "brain.csv",
-                                        phantom_dir / "fastmri_plus" / "brain_file_list.csv", 5)
+    at_five = fastmri_plus_slice_labels(
+        phantom_dir / "fastmri_plus" / "brain.csv", phantom_dir / "fastmri_plus" / "brain_file_list.csv", 5
+    )
     assert at_five.positives()[DEFAULT_CATEGORIES[5]] == 0
     # boxes: drawn on the display (the project's slice orientation); in the .h5 array's rows they are flipped
     name = next(n for n, labels in truth.items() if "Nonspecific lesion" in labels)
@@ -95,8 +103,12 @@ def test_phantom_fastmri_plus_join_and_unflipped_boxes(phantom_dir):
 
 def test_fastmri_plus_folder_without_the_files(tmp_path, phantom_dir):
     with pytest.raises(DataError, match="none of the .* fastMRI\\+ files of slice 0 is there"):
-        fastmri_plus_dataset_items(tmp_path, phantom_dir / "fastmri_plus" / "brain.csv",
-                                   phantom_dir / "fastmri_plus" / "brain_file_list.csv", 0)
+        fastmri_plus_dataset_items(
+            tmp_path,
+            phantom_dir / "fastmri_plus" / "brain.csv",
+            phantom_dir / "fastmri_plus" / "brain_file_list.csv",
+            0,
+        )
 
 
 def test_bmad_layout(phantom_dir):
@@ -162,8 +174,11 @@ def test_few_shot_sampler_is_deterministic_counts_multi_labels_and_refuses_too_f
     assert [i["id"] for i in written] == [i["id"] for i in chosen]
     np.testing.assert_array_equal(written[0]["label"], chosen[0]["label"])
     craniotomy = sum(item["label"][0] > 0 for item in items)  # single- and multi-label volumes
-    with pytest.raises(DataError, match=f"category 'Craniotomy' has {craniotomy} images in the training pool, "
-                                        f"fewer than the {craniotomy + 1} shots"):
+    with pytest.raises(
+        DataError,
+        match=f"category 'Craniotomy' has {craniotomy} images in the training pool, "
+        f"fewer than the {craniotomy + 1} shots",
+    ):
         sample_few_shot(items, CATEGORIES, shots=craniotomy + 1, seed=0)
     with pytest.raises(DataError, match="the normal class has 4 images"):
         sample_few_shot(items, CATEGORIES, shots=1, normal_shots=5)

@@ -27,8 +27,14 @@ def model(tmp_path_factory) -> dict:
 def test_layout_is_a_self_contained_bundle(model):
     folder = model["folder"]
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-    assert files == ["configs/inference.yaml", "configs/metadata.json", "configs/model.yaml",
-                     "configs/signs/fastmri_brain.yaml", "models/backbone.pt", "models/model.pt"]
+    assert files == [
+        "configs/inference.yaml",
+        "configs/metadata.json",
+        "configs/model.yaml",
+        "configs/signs/fastmri_brain.yaml",
+        "models/backbone.pt",
+        "models/model.pt",
+    ]
     assert model_folder_configs(folder) == [folder / "configs" / "inference.yaml", folder / "configs" / "model.yaml"]
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".model.")]  # no staging folder left
 
@@ -37,10 +43,17 @@ def test_model_folder_gives_the_findings_of_the_original_bundle_run(model, phant
     scan = sorted((phantom_dir / "nifti").glob("*.nii.gz"))[0]
     bundle_inference(scan, model["backbone"], model["checkpoint"], tmp_path / "original")
     folder = model["folder"]
-    run("inference", config_file=[str(f) for f in model_folder_configs(folder)], bundle_root=str(folder),
-        input=str(scan), output_dir=str(tmp_path / "folder"), num_workers=0)
-    original, deployed = (json.loads((tmp_path / name / "predictions.json").read_text())["volumes"]
-                          for name in ("original", "folder"))
+    run(
+        "inference",
+        config_file=[str(f) for f in model_folder_configs(folder)],
+        bundle_root=str(folder),
+        input=str(scan),
+        output_dir=str(tmp_path / "folder"),
+        num_workers=0,
+    )
+    original, deployed = (
+        json.loads((tmp_path / name / "predictions.json").read_text())["volumes"] for name in ("original", "folder")
+    )
     assert deployed == original
 
 
@@ -54,8 +67,9 @@ def test_in_memory_volume_scores_like_its_file(model, phantom_dir):
     assert isinstance(volume, MetaTensor)
     in_memory = predictor.predict(volume)["volumes"][0]
     assert in_memory["source"] == "in-memory"
-    assert {k: v for k, v in in_memory.items() if k != "source"} == {k: v for k, v in from_file.items()
-                                                                     if k != "source"}
+    assert {k: v for k, v in in_memory.items() if k != "source"} == {
+        k: v for k, v in from_file.items() if k != "source"
+    }
     item = {"image": volume, "id": "in-memory"}
     assert inference_items(item) == [item]
 
@@ -83,11 +97,19 @@ def test_zero_shot_folder_says_so_and_runs_without_adapters(model, tmp_path):
 def test_a_failed_remake_keeps_the_old_folder(model, tmp_path):
     folder = make_model_folder(tmp_path / "m", REPO_ROOT, model["checkpoint"], "sdmad-tiny", str(model["backbone"]))
     with pytest.raises(ModelFolderError):
-        make_model_folder(folder, REPO_ROOT, model["checkpoint"], "sdmad-tiny", str(model["backbone"]),
-                          sign_file=tmp_path / "missing.yaml")
+        make_model_folder(
+            folder,
+            REPO_ROOT,
+            model["checkpoint"],
+            "sdmad-tiny",
+            str(model["backbone"]),
+            sign_file=tmp_path / "missing.yaml",
+        )
     assert (folder / "models" / "model.pt").is_file()
-    assert torch.load(folder / "models" / "model.pt", weights_only=True).keys() == \
-        torch.load(model["checkpoint"], weights_only=True).keys()
+    assert (
+        torch.load(folder / "models" / "model.pt", weights_only=True).keys()
+        == torch.load(model["checkpoint"], weights_only=True).keys()
+    )
 
 
 def test_the_folder_decides_with_the_thresholds_stored_in_the_model(model, phantom_dir, tmp_path):
@@ -99,8 +121,15 @@ def test_the_folder_decides_with_the_thresholds_stored_in_the_model(model, phant
     content = torch.load(model["checkpoint"], weights_only=True)
     categories = content["sdmad"]["categories"]
     thresholds = [0.5 - 0.2 * (c % 2) for c in range(len(categories))]
-    content["calibration"] = Calibration(thresholds, ["test"] * len(categories), "accuracy", "test", "distance",
-                                         [1] * len(categories), [1] * len(categories)).to_dict()
+    content["calibration"] = Calibration(
+        thresholds,
+        ["test"] * len(categories),
+        "accuracy",
+        "test",
+        "distance",
+        [1] * len(categories),
+        [1] * len(categories),
+    ).to_dict()
     paper_run = tmp_path / "paper_run.pt"
     torch.save({**content, "run_config": {"training": {"decision_rule": "paper"}}}, paper_run)
     folder = make_model_folder(tmp_path / "paper", REPO_ROOT, paper_run, "sdmad-tiny", str(model["backbone"]))
@@ -111,11 +140,20 @@ def test_the_folder_decides_with_the_thresholds_stored_in_the_model(model, phant
     assert "decision_rule: calibrated" in (folder / "configs" / "model.yaml").read_text()
     scan = sorted((phantom_dir / "nifti").glob("*.nii.gz"))[2]
     found = BundlePredictor(folder, {"num_workers": 0}, config_files=model_folder_configs(folder)).predict(scan)
-    assert found["decision"] == {"rule": "calibrated", "thresholds": dict(zip(categories, thresholds, strict=True)),
-                                 "calibration": "test"}
+    assert found["decision"] == {
+        "rule": "calibrated",
+        "thresholds": dict(zip(categories, thresholds, strict=True)),
+        "calibration": "test",
+    }
     for row in found["slices"]:
         assert row["decisions"] == {c: row["scores"][c] > t for c, t in zip(categories, thresholds, strict=True)}
     assert "decision_rule: paper" in (model["folder"] / "configs" / "model.yaml").read_text()
     with pytest.raises(ModelFolderError, match="holds no calibrated thresholds"):
-        make_model_folder(tmp_path / "x", REPO_ROOT, model["checkpoint"], "sdmad-tiny", str(model["backbone"]),
-                          decision_rule="calibrated")
+        make_model_folder(
+            tmp_path / "x",
+            REPO_ROOT,
+            model["checkpoint"],
+            "sdmad-tiny",
+            str(model["backbone"]),
+            decision_rule="calibrated",
+        )

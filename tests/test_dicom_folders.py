@@ -50,16 +50,20 @@ def test_sr_presentation_state_and_key_object_beside_the_images_are_skipped(phan
     series = phantom_series(phantom_dir, tmp_path)
     reference = pydicom.dcmread(next(series.glob("*.dcm")), stop_before_pixels=True)
     expected = load(series)
-    for number, sop_class in enumerate((ComprehensiveSRStorage, GrayscaleSoftcopyPresentationStateStorage,
-                                        KeyObjectSelectionDocumentStorage)):
+    for number, sop_class in enumerate(
+        (ComprehensiveSRStorage, GrayscaleSoftcopyPresentationStateStorage, KeyObjectSelectionDocumentStorage)
+    ):
         write_non_image_object(series, reference, sop_class, "a PACS object", series_number=91 + number)
     with caplog.at_level("INFO", logger="sdmad.data.dicom_series"):
         found = load(series)
     assert len(found) == len(expected) == 12
-    assert all(torch.equal(a["image"].as_tensor(), b["image"].as_tensor())
-               for a, b in zip(found, expected, strict=True))
-    assert "skipped 3 non-image DICOM object(s): Comprehensive SR Storage (1), Grayscale Softcopy Presentation " \
-           "State Storage (1), Key Object Selection Document Storage (1)" in caplog.text
+    assert all(
+        torch.equal(a["image"].as_tensor(), b["image"].as_tensor()) for a, b in zip(found, expected, strict=True)
+    )
+    assert (
+        "skipped 3 non-image DICOM object(s): Comprehensive SR Storage (1), Grayscale Softcopy Presentation "
+        "State Storage (1), Key Object Selection Document Storage (1)" in caplog.text
+    )
 
 
 def test_two_image_series_still_need_a_choice_and_an_image_without_pixels_is_an_error(phantom_dir, tmp_path):
@@ -78,8 +82,10 @@ def test_two_image_series_still_need_a_choice_and_an_image_without_pixels_is_an_
 def test_a_4d_series_is_refused_saying_how_many_volumes_at_how_many_positions(phantom_dir, tmp_path):
     folder = four_d_series(phantom_series(phantom_dir, tmp_path), tmp_path / "fmri")
     message = data_error(folder)
-    assert message.startswith(f"{folder}: a 4-D series: 6 images at 3 slice positions (2 volumes, told apart by "
-                              f"TemporalPositionIdentifier: 1, 2)")
+    assert message.startswith(
+        f"{folder}: a 4-D series: 6 images at 3 slice positions (2 volumes, told apart by "
+        f"TemporalPositionIdentifier: 1, 2)"
+    )
     assert "put the images of one TemporalPositionIdentifier in their own folder" in message
 
 

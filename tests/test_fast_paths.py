@@ -42,8 +42,9 @@ def test_bfloat16_frozen_encoder_scores_like_float32(small_signs):
         plain_features, fast_features = plain.encode_images(images), fast.encode_images(images)
         assert fast_features.dtype == torch.float32
         assert torch.nn.functional.cosine_similarity(plain_features, fast_features).min() > 0.99
-        torch.testing.assert_close(fast.score(images).category_scores, plain.score(images).category_scores,
-                                   rtol=0, atol=0.02)
+        torch.testing.assert_close(
+            fast.score(images).category_scores, plain.score(images).category_scores, rtol=0, atol=0.02
+        )
         torch.testing.assert_close(fast.sign_features(), plain.sign_features())  # the text side stays float32
 
 

@@ -26,8 +26,7 @@ def test_a_sign_closer_to_another_category_is_dropped():
     assert selection.other_distance[4].item() == pytest.approx(d(25, 10), abs=1e-6)
     assert selection.other_distance[1].item() == pytest.approx(d(10, 25), abs=1e-6)
     assert selection.forced_categories == []
-    assert selection.category_mask().tolist() == [[True, True, False, False, False],
-                                                   [False, False, True, True, False]]
+    assert selection.category_mask().tolist() == [[True, True, False, False, False], [False, False, True, True, False]]
     report = selection.to_dict(["a0", "a10", "b90", "b100", "b25"])
     assert report["B"]["dropped"] == 1 and report["B"]["signs"][2]["reason"].startswith("dropped")
 
@@ -56,8 +55,9 @@ def test_none_mode_keeps_every_sign_and_still_reports_the_distances():
     selection = select_signs(features, torch.tensor([0, 0, 1, 1]), ["A", "B"], mode="none")
     assert selection.kept.all() and selection.mode == "none" and not selection.forced_categories
     assert set(selection.reasons) == {"kept: sign selection off (none)"}
-    assert torch.allclose(selection.own_distance, select_signs(features, torch.tensor([0, 0, 1, 1]),
-                                                               ["A", "B"]).own_distance)
+    assert torch.allclose(
+        selection.own_distance, select_signs(features, torch.tensor([0, 0, 1, 1]), ["A", "B"]).own_distance
+    )
     assert selection.category_mask().sum() == 4
 
 
@@ -67,8 +67,14 @@ def test_support_mode_drops_a_sign_that_ranks_its_own_images_last():
     # except where the category would be left empty (forced keep)
     support = on_circle(95, 85, 2, 8)
     labels = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 1]])
-    selection = select_signs(features, torch.tensor([0, 0, 1, 1]), ["A", "B"], mode="support",
-                             support_features=support, support_labels=labels)
+    selection = select_signs(
+        features,
+        torch.tensor([0, 0, 1, 1]),
+        ["A", "B"],
+        mode="support",
+        support_features=support,
+        support_labels=labels,
+    )
     assert selection.support_auroc.tolist() == [0.0, 0.0, 0.0, 0.0]
     assert selection.forced_categories == ["A", "B"]
     assert "support" in selection.reasons[1]
@@ -94,8 +100,9 @@ def test_scores_decisions_and_anomaly_score():
     torch.testing.assert_close(scores.margins, torch.tensor([[0.6 + 0.6, 0.8 + 0.6], [-1.0 - 1.0, 0.0 - 1.0]]))
 
     second_dropped = torch.tensor([[True, False, False], [False, False, True]])
-    torch.testing.assert_close(score_images(images, signs, anchor, second_dropped).category_scores[0, 0],
-                               torch.tensor(0.6))
+    torch.testing.assert_close(
+        score_images(images, signs, anchor, second_dropped).category_scores[0, 0], torch.tensor(0.6)
+    )
 
 
 def test_decision_uses_the_least_similar_kept_sign():

@@ -22,9 +22,15 @@ def test_trained_adapters_beat_zero_shot_on_the_phantom(tmp_path):
     backbone = tmp_path / "backbone.pt"
     summary = pretrain_tiny_clip(backbone, progress=False)
     assert summary["last_loss"] < summary["first_loss"] - 1.0
-    overrides = dict(extra_configs=["configs/demo.yaml"], output_root=str(tmp_path / "runs"), pretrained=str(backbone),
-                     phantom_dir=str(data), dataset_dir=str(data / "h5"), fastmri_plus_dir=str(data / "fastmri_plus"),
-                     num_workers=0)
+    overrides = dict(
+        extra_configs=["configs/demo.yaml"],
+        output_root=str(tmp_path / "runs"),
+        pretrained=str(backbone),
+        phantom_dir=str(data),
+        dataset_dir=str(data / "h5"),
+        fastmri_plus_dir=str(data / "fastmri_plus"),
+        num_workers=0,
+    )
     run_workflow("training", REPO_ROOT, **overrides)
     run_workflow("evaluating", REPO_ROOT, **overrides)
     run_workflow("evaluating", REPO_ROOT, checkpoint="none", **overrides)

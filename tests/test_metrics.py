@@ -63,7 +63,12 @@ def batches():
     labels = (torch.rand(21, 3, generator=generator) > 0.6).float()
     scores = torch.rand(21, 3, generator=generator) + labels * 0.3
     decisions = scores > 0.7
-    return [(scores[i:i + 4], decisions[i:i + 4], labels[i:i + 4]) for i in range(0, 21, 4)], scores, decisions, labels
+    return (
+        [(scores[i : i + 4], decisions[i : i + 4], labels[i : i + 4]) for i in range(0, 21, 4)],
+        scores,
+        decisions,
+        labels,
+    )
 
 
 def attach_all(engine: Engine) -> None:

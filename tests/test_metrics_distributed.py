@@ -15,7 +15,7 @@ from test_metrics import attach_all, batches, expected_metrics
 def _evaluate_shard(local_rank: int, out_dir: str) -> None:
     assert idist.get_world_size() == 2 and idist.backend() == "gloo"
     data, *_ = batches()
-    shard = data[idist.get_rank()::idist.get_world_size()]  # 3 and 3 batches of uneven sizes (4,4,4 / 4,4,1)
+    shard = data[idist.get_rank() :: idist.get_world_size()]  # 3 and 3 batches of uneven sizes (4,4,4 / 4,4,1)
     engine = Engine(lambda engine, batch: batch)
     attach_all(engine)
     state = engine.run(shard)

@@ -41,8 +41,12 @@ def test_only_adapter_parameters_train_and_their_count_follows_the_config(small_
     network = build_tiny(small_signs, bottleneck_ratio=0.25)
     trainable = {name: p for name, p in network.named_parameters() if p.requires_grad}
     assert all(name.startswith(("image_adapters.", "text_adapter.")) for name in trainable)
-    assert sorted({name.split(".")[1] for name in trainable if name.startswith("image_adapters.")}) == \
-        ["1", "2", "3", "4"]
+    assert sorted({name.split(".")[1] for name in trainable if name.startswith("image_adapters.")}) == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
     image_width, text_width = 128, 128  # sdmad-tiny.json
     expected = 4 * 2 * image_width * round(image_width * 0.25) + 2 * text_width * round(text_width * 0.25)
     assert network.adapter_parameter_count() == expected == sum(p.numel() for p in trainable.values())
@@ -72,8 +76,13 @@ def test_gradient_reaches_adapters_only(tiny_network, small_signs):
     randomize_adapters(tiny_network, scale=0.1)
     tiny_network.train()
     labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    parts = SDMADLoss()(tiny_network.encode_images(torch.rand(2, 3, 240, 240)), labels,
-                        tiny_network.sign_features(), tiny_network.sign_category, tiny_network.anchor_feature())
+    parts = SDMADLoss()(
+        tiny_network.encode_images(torch.rand(2, 3, 240, 240)),
+        labels,
+        tiny_network.sign_features(),
+        tiny_network.sign_category,
+        tiny_network.anchor_feature(),
+    )
     parts.total.backward()
     for name, parameter in tiny_network.named_parameters():
         if parameter.requires_grad:

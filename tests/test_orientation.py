@@ -22,8 +22,8 @@ def marker_volume() -> PhantomVolume:
     """A RAS volume `[x, y, slice]` (x toward the patient's right, y toward anterior) with a bright block at the
     front left (high y, low x) and a dimmer one at the back right, integer values 0..250 (exact in a PNG)."""
     volume = np.full((SIZE, SIZE, SLICES), 40.0, dtype=np.float32)
-    volume[:8, -8:, :] = 250.0   # patient's left, anterior
-    volume[-6:, :6, :] = 120.0   # patient's right, posterior
+    volume[:8, -8:, :] = 250.0  # patient's left, anterior
+    volume[-6:, :6, :] = 120.0  # patient's right, posterior
     return PhantomVolume(name="marker", labels=(), volume=volume)
 
 
@@ -61,16 +61,22 @@ def test_a_png_with_a_bright_top_left_corner_arrives_with_it_top_left(tmp_path):
     assert top_left > grey[50:90, -40:].mean() and top_left > grey[150:190, :40].mean()
 
 
-@pytest.mark.parametrize("slice_direction, plane, codes", [
-    ((0, 0, 5.0), "axial", ("P", "L", "S")),
-    ((0, 5.0, 0), "coronal", ("I", "L", "A")),
-    ((-5.0, 0, 0), "sagittal", ("I", "P", "R")),
-])
+@pytest.mark.parametrize(
+    "slice_direction, plane, codes",
+    [
+        ((0, 0, 5.0), "axial", ("P", "L", "S")),
+        ((0, 5.0, 0), "coronal", ("I", "L", "A")),
+        ((-5.0, 0, 0), "sagittal", ("I", "P", "R")),
+    ],
+)
 def test_volumes_are_shown_in_the_display_of_their_acquisition_plane(slice_direction, plane, codes):
     import nibabel as nib
 
-    in_plane = {"axial": [(1.0, 0, 0), (0, 1.0, 0)], "coronal": [(1.0, 0, 0), (0, 0, 1.0)],
-                "sagittal": [(0, 1.0, 0), (0, 0, 1.0)]}[plane]
+    in_plane = {
+        "axial": [(1.0, 0, 0), (0, 1.0, 0)],
+        "coronal": [(1.0, 0, 0), (0, 0, 1.0)],
+        "sagittal": [(0, 1.0, 0), (0, 0, 1.0)],
+    }[plane]
     affine = np.eye(4)
     affine[:3, 0], affine[:3, 1], affine[:3, 2] = in_plane[0], in_plane[1], slice_direction
     assert acquisition_plane(affine) == plane

@@ -25,8 +25,9 @@ def stand_in_folder(folder: Path, per_category: int = 3, normals: int = 24) -> l
     chosen: set[str] = set()
     normal_everywhere = None
     for slice_index in (0, 5, 10):
-        labels = fastmri_plus_slice_labels(FASTMRI_PLUS / "brain.csv", FASTMRI_PLUS / "brain_file_list.csv",
-                                           slice_index)
+        labels = fastmri_plus_slice_labels(
+            FASTMRI_PLUS / "brain.csv", FASTMRI_PLUS / "brain_file_list.csv", slice_index
+        )
         for category in DEFAULT_CATEGORIES:
             chosen.update(sorted(n for n, found in labels.labels.items() if category in found)[:per_category])
         normal = {n for n, found in labels.labels.items() if not found}
@@ -47,20 +48,24 @@ def paper_commands() -> str:
     return block
 
 
-@pytest.mark.parametrize("slices", [pytest.param("5", id="slice5"),
-                                    pytest.param("0 5 10", id="all_slices", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "slices", [pytest.param("5", id="slice5"), pytest.param("0 5 10", id="all_slices", marks=pytest.mark.slow)]
+)
 def test_the_documented_slice_tasks_run_with_five_categories_at_slices_5_and_10(tmp_path, slices):
     """Default run: the loop for slice 5 (which crashed before: no study-level positive there); `make test-slow`:
     the documented loop as written (slices 0, 5, 10)."""
     names = stand_in_folder(tmp_path / "fastmri_brain")
     runs = tmp_path / "runs"
-    weights = (f'W="--model_name sdmad-tiny --pretrained none --dataset_dir {tmp_path / "fastmri_brain"} '
-               f'--fastmri_plus_dir {FASTMRI_PLUS} --output_root {runs} --num_workers 0 --batch_size 64"\n')
+    weights = (
+        f'W="--model_name sdmad-tiny --pretrained none --dataset_dir {tmp_path / "fastmri_brain"} '
+        f'--fastmri_plus_dir {FASTMRI_PLUS} --output_root {runs} --num_workers 0 --batch_size 64"\n'
+    )
     commands = paper_commands().replace("--epochs 50", "--epochs 1").replace("for S in 0 5 10;", f"for S in {slices};")
     script = weights + "\n".join(commands.splitlines()[1:])
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True, timeout=900)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     expected = {0: list(DEFAULT_CATEGORIES), 5: FIVE, 10: FIVE}
     for slice_index in map(int, slices.split()):

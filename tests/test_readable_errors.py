@@ -16,10 +16,28 @@ from conftest import REPO_ROOT, bundle, last_line
 
 
 def inference(inputs, out, *overrides: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
-               str(REPO_ROOT / "configs" / "inference.yaml"), "--bundle_root", str(REPO_ROOT), "--model_name",
-               "sdmad-tiny", "--pretrained", "none", "--checkpoint", "none", "--input", str(inputs), "--output_dir",
-               str(out), *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "inference",
+        "--config_file",
+        str(REPO_ROOT / "configs" / "inference.yaml"),
+        "--bundle_root",
+        str(REPO_ROOT),
+        "--model_name",
+        "sdmad-tiny",
+        "--pretrained",
+        "none",
+        "--checkpoint",
+        "none",
+        "--input",
+        str(inputs),
+        "--output_dir",
+        str(out),
+        *overrides,
+    ]
     env = {**os.environ, "SDMAD_DEBUG": ""}
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
 
@@ -93,8 +111,10 @@ def test_a_folder_keeps_going_past_an_unreadable_scan_with_workers(scans, tmp_pa
 
 
 def test_on_error_fail_stops_at_the_first_unreadable_scan(scans, tmp_path):
-    readable(inference(scans, tmp_path / "out", "--on_error", "fail", "--num_workers", "2"),
-             f"{scans / 'broken.nii.gz'}: cannot be read as nifti")
+    readable(
+        inference(scans, tmp_path / "out", "--on_error", "fail", "--num_workers", "2"),
+        f"{scans / 'broken.nii.gz'}: cannot be read as nifti",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -102,8 +122,9 @@ def test_checkpoint_sign_file_and_weights_errors_name_their_file(scans, tmp_path
     scan = next(scans.glob("file_*.nii.gz"))
     corrupt = tmp_path / "model.pt"
     corrupt.write_bytes(b"PK\x03\x04 truncated")
-    readable(inference(scan, tmp_path / "a", "--checkpoint", str(corrupt)), f"{corrupt}: not a readable SD-MAD "
-                                                                            "checkpoint")
+    readable(
+        inference(scan, tmp_path / "a", "--checkpoint", str(corrupt)), f"{corrupt}: not a readable SD-MAD checkpoint"
+    )
     signs = tmp_path / "signs.yaml"
     signs.write_text("task: x\nnormal: [a normal scan]\ncategories:\n  A: [one]\n  A: [two]\n")
     readable(inference(scan, tmp_path / "b", "--sign_file", str(signs)), str(signs), "duplicate key 'A'")
@@ -116,8 +137,16 @@ def test_a_bad_label_csv_in_training_names_the_csv_line(phantom_dir, tmp_path):
     rows = (phantom_dir / "labels.csv").read_text().splitlines()
     rows[3] = rows[3].rsplit(",", 2)[0] + ",Brain tumour," + rows[3].rsplit(",", 1)[1]
     table.write_text("\n".join(rows).replace("nifti/", f"{phantom_dir}/nifti/") + "\n")
-    result = bundle("training", phantom_dir, tmp_path, "--run_name", "csv", "--csv_file", str(table),
-                    extra=(str(REPO_ROOT / "configs" / "csv_task.yaml"),))
+    result = bundle(
+        "training",
+        phantom_dir,
+        tmp_path,
+        "--run_name",
+        "csv",
+        "--csv_file",
+        str(table),
+        extra=(str(REPO_ROOT / "configs" / "csv_task.yaml"),),
+    )
     readable(result, f"{table}, line 4: unknown label 'Brain tumour'")
 
 

@@ -15,14 +15,23 @@ from sdmad.tools.phantom import CATEGORIES
 
 
 def settings(**changes) -> dict:
-    return {"seed": 0, "shots": 1, "normal_shots": None, "val_fraction": 0.1, "categories": list(CATEGORIES),
-            "data": {"source": "csv", "csv_file": {"labels.csv": "abc"}}, **changes}
+    return {
+        "seed": 0,
+        "shots": 1,
+        "normal_shots": None,
+        "val_fraction": 0.1,
+        "categories": list(CATEGORIES),
+        "data": {"source": "csv", "csv_file": {"labels.csv": "abc"}},
+        **changes,
+    }
 
 
 def test_differences_name_each_nested_key_with_both_values():
-    found = differences({"split": settings(), "training": {"margin": 0.2, "epochs": 5}},
-                        {"split": settings(shots=4), "training": {"margin": 0.5, "epochs": 9}},
-                        ignore=("training.epochs",))
+    found = differences(
+        {"split": settings(), "training": {"margin": 0.2, "epochs": 5}},
+        {"split": settings(shots=4), "training": {"margin": 0.5, "epochs": 9}},
+        ignore=("training.epochs",),
+    )
     assert found == ["split.shots: run 1, now 4", "training.margin: run 0.2, now 0.5"]
 
 
@@ -46,8 +55,12 @@ def test_only_training_makes_the_split_and_changed_settings_are_errors(phantom_d
     for write in (True, False):
         expected = r"data.csv_file.labels.csv: run 'abc', now 'x'; val_fraction: run 0.1, now 0.3"
         with pytest.raises(RunConfigError, match=expected):
-            run_splits(items_fn, settings(val_fraction=0.3, data={"source": "csv", "csv_file": {"labels.csv": "x"}}),
-                       path, write=write)
+            run_splits(
+                items_fn,
+                settings(val_fraction=0.3, data={"source": "csv", "csv_file": {"labels.csv": "x"}}),
+                path,
+                write=write,
+            )
     assert path.read_bytes() == written and len(calls) == 1
 
 
@@ -56,14 +69,19 @@ def test_resume_checks_the_checkpoints_run_config_and_resume_false_moves_the_run
     config = {"split": settings(), "model": {"lam": 0.9}, "training": {"margin": 0.2, "epochs": 5}}
     prepare_training_dir(train_dir, config)  # a new run: recorded
     (train_dir / "checkpoints").mkdir()
-    torch.save({"network": {}, "sdmad": {}, "run_config": config, "trainer": {"iteration": 10, "epoch_length": 2}},
-               train_dir / "checkpoints" / "checkpoint_epoch=5.pt")
+    torch.save(
+        {"network": {}, "sdmad": {}, "run_config": config, "trainer": {"iteration": 10, "epoch_length": 2}},
+        train_dir / "checkpoints" / "checkpoint_epoch=5.pt",
+    )
     prepare_training_dir(train_dir, {**config, "training": {"margin": 0.2, "epochs": 8}})  # more epochs: continues
     with pytest.raises(RunConfigError, match="has trained 5 epochs already, more than --epochs 3"):
         prepare_training_dir(train_dir, {**config, "training": {"margin": 0.2, "epochs": 3}})
     assert json.loads((train_dir / "config.json").read_text())["training"]["epochs"] == 8  # untouched by a refusal
-    with pytest.raises(RunConfigError, match=r"checkpoint_epoch=5.pt: this run was trained with other settings: "
-                                             r"training.margin: run 0.2, now 0.5\. .*--resume false"):
+    with pytest.raises(
+        RunConfigError,
+        match=r"checkpoint_epoch=5.pt: this run was trained with other settings: "
+        r"training.margin: run 0.2, now 0.5\. .*--resume false",
+    ):
         prepare_training_dir(train_dir, {**config, "training": {"margin": 0.5, "epochs": 5}})
     prepare_training_dir(train_dir, {**config, "training": {"margin": 0.5, "epochs": 5}}, resume=False)
     aside = [p for p in train_dir.parent.iterdir() if p.name.startswith("training.replaced-")]
@@ -88,8 +106,9 @@ def test_evaluation_with_a_changed_split_setting_is_an_error_and_never_resplits(
     before = splits.read_bytes()
     result = bundle("evaluating", phantom_dir, trained_run, "--run_name", "checked", "--shots", "2")
     assert result.returncode != 0
-    assert last_line(result).startswith("sdmad: error: ") and "split.shots: training 1, evaluation 2" in \
-        last_line(result)
+    assert last_line(result).startswith("sdmad: error: ") and "split.shots: training 1, evaluation 2" in last_line(
+        result
+    )
     assert "Traceback" not in result.stderr
     assert splits.read_bytes() == before and not (trained_run / "checked" / "evaluating").exists()
 
@@ -132,14 +151,16 @@ def test_thresholds_come_from_validation_only_permuted_test_labels_change_nothin
 
 
 def test_a_model_of_another_run_is_refused_and_resume_false_typed_on_the_command_line_starts_over(
-        trained_run, phantom_dir):
+    trained_run, phantom_dir
+):
     other = ("--run_name", "other", "--seed", "1", "--epochs", "1", "--val_interval", "1")
     ok(bundle("training", phantom_dir, trained_run, *other))
     foreign = trained_run / "other" / "training" / "model.pt"
     result = bundle("evaluating", phantom_dir, trained_run, "--run_name", "checked", "--checkpoint", str(foreign))
     assert result.returncode != 0
-    assert last_line(result).startswith(f"sdmad: error: {foreign}: was trained in another run than checked: "
-                                        "split.seed: checkpoint 1, run 0")
+    assert last_line(result).startswith(
+        f"sdmad: error: {foreign}: was trained in another run than checked: split.seed: checkpoint 1, run 0"
+    )
     ok(bundle("training", phantom_dir, trained_run, *other, "--margin", "0.5", "--resume", "false"))
     assert [p.name for p in (trained_run / "other").iterdir() if p.name.startswith("training.replaced-")]
     assert json.loads((trained_run / "other" / "training" / "config.json").read_text())["training"]["margin"] == 0.5
@@ -148,8 +169,14 @@ def test_a_model_of_another_run_is_refused_and_resume_false_typed_on_the_command
 def test_yes_no_settings_from_the_command_line():
     from sdmad.flags import as_flag, as_optional_flag
 
-    assert [as_flag(v, "x") for v in (True, "false", "False", "TRUE", "0", "yes")] == [True, False, False, True,
-                                                                                       False, True]
+    assert [as_flag(v, "x") for v in (True, "false", "False", "TRUE", "0", "yes")] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        True,
+    ]
     assert as_optional_flag("null", "quick_gelu") is None and as_optional_flag("true", "quick_gelu") is True
     with pytest.raises(ValueError, match="resume must be true or false, got 'maybe'"):
         as_flag("maybe", "resume")

@@ -8,15 +8,26 @@ from sdmad.signs import SignFileError, load_sign_file
 
 SIGN_FILES = sorted((REPO_ROOT / "configs" / "signs").glob("*.yaml"))
 FASTMRI_CATEGORIES = [
-    "Craniotomy", "Posttreatment change", "Nonspecific lesion", "Dural thickening", "Enlarged ventricles",
+    "Craniotomy",
+    "Posttreatment change",
+    "Nonspecific lesion",
+    "Dural thickening",
+    "Enlarged ventricles",
     "Global label: Small vessel chronic white matter ischemic change",
 ]
 
 
 def test_every_task_has_a_sign_file():
     names = {path.stem for path in SIGN_FILES}
-    assert {"fastmri_brain", "bmad_brainmri", "bmad_liverct", "bmad_resc", "bmad_oct2017", "bmad_chestxray",
-            "bmad_his"} <= names
+    assert {
+        "fastmri_brain",
+        "bmad_brainmri",
+        "bmad_liverct",
+        "bmad_resc",
+        "bmad_oct2017",
+        "bmad_chestxray",
+        "bmad_his",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SIGN_FILES, ids=lambda p: p.stem)

@@ -55,7 +55,7 @@ def test_evaluation_report_validates_and_matches_the_predictions(trained, phanto
 
 @pytest.mark.parametrize("mode", [pytest.param("none", marks=pytest.mark.slow), "support"])
 def test_the_sign_selection_ablations_run_from_evaluation(trained, phantom_dir, mode):
-    """"Ours (no SS)" keeps every sign (in the default run: tests/test_inference.py); "support" ranks the run's
+    """ "Ours (no SS)" keeps every sign (in the default run: tests/test_inference.py); "support" ranks the run's
     few-shot items. The model's thresholds were calibrated under "distance", so evaluation calibrates again on the
     validation split for the selection used, and writes beside the main report."""
     ok(bundle("evaluating", phantom_dir, trained, "--run_name", "e2e", "--sign_selection", mode))
@@ -75,8 +75,21 @@ def test_inference_on_nifti_dicom_and_h5_gives_the_same_scores(trained, phantom_
     listing = tmp_path / "inputs.txt"
     listing.write_text(f"{phantom_dir}/nifti/{name}.nii.gz\n{phantom_dir}/dicom/{name}\n{phantom_dir}/h5/{name}.h5\n")
     out = tmp_path / "inference"
-    ok(bundle("inference", phantom_dir, trained, "--run_name", "e2e", "--input", str(listing), "--output_dir",
-              str(out), "--checkpoint", str(trained / "e2e" / "training" / "model.pt")))
+    ok(
+        bundle(
+            "inference",
+            phantom_dir,
+            trained,
+            "--run_name",
+            "e2e",
+            "--input",
+            str(listing),
+            "--output_dir",
+            str(out),
+            "--checkpoint",
+            str(trained / "e2e" / "training" / "model.pt"),
+        )
+    )
     volumes = json.loads((out / "predictions.json").read_text())["volumes"]
     assert len(volumes) == 3 and all(volume["slices"] == 12 for volume in volumes)
     for other in volumes[1:]:
@@ -103,14 +116,32 @@ def test_kill_and_resume_ends_with_the_same_weights(phantom_dir, tmp_path):
 
 def test_two_process_gloo_training(phantom_dir, tmp_path):
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533")
-    result = ok(bundle("training", phantom_dir, tmp_path, "--run_name", "ddp", "--epochs", "2", "--val_interval", "1",
-                       "--backend", "gloo", extra=(str(REPO_ROOT / "configs" / "multi_gpu.yaml"),), launcher=launcher))
+    result = ok(
+        bundle(
+            "training",
+            phantom_dir,
+            tmp_path,
+            "--run_name",
+            "ddp",
+            "--epochs",
+            "2",
+            "--val_interval",
+            "1",
+            "--backend",
+            "gloo",
+            extra=(str(REPO_ROOT / "configs" / "multi_gpu.yaml"),),
+            launcher=launcher,
+        )
+    )
     assert (tmp_path / "ddp" / "training" / "model.pt").is_file()
     log = result.stdout + result.stderr
     # logging handlers on rank 0 only: one validation line per epoch, events from one process
     assert log.count("] Metrics -- val_hamming_score") == 2, log
-    writers = [path for path in (tmp_path / "ddp" / "training" / "tensorboard").glob("events.*")
-               if len(list(EventFileLoader(str(path)).Load())) > 1]  # more than the file-version header
+    writers = [
+        path
+        for path in (tmp_path / "ddp" / "training" / "tensorboard").glob("events.*")
+        if len(list(EventFileLoader(str(path)).Load())) > 1
+    ]  # more than the file-version header
     assert len(writers) == 2 and len({path.name.split(".")[-2] for path in writers}) == 1  # train + val, one pid
 
 
@@ -134,10 +165,34 @@ def test_corrupt_checkpoint_and_checkpoint_of_another_configuration(small_signs,
 
 def test_own_data_through_the_csv_override(phantom_dir, tmp_path):
     csv_override = (str(REPO_ROOT / "configs" / "csv_task.yaml"),)
-    ok(bundle("training", phantom_dir, tmp_path, "--run_name", "csv", "--epochs", "1", "--val_interval", "1",
-              "--csv_file", str(phantom_dir / "labels.csv"), extra=csv_override))
-    ok(bundle("evaluating", phantom_dir, tmp_path, "--run_name", "csv", "--csv_file", str(phantom_dir / "labels.csv"),
-              extra=csv_override))
+    ok(
+        bundle(
+            "training",
+            phantom_dir,
+            tmp_path,
+            "--run_name",
+            "csv",
+            "--epochs",
+            "1",
+            "--val_interval",
+            "1",
+            "--csv_file",
+            str(phantom_dir / "labels.csv"),
+            extra=csv_override,
+        )
+    )
+    ok(
+        bundle(
+            "evaluating",
+            phantom_dir,
+            tmp_path,
+            "--run_name",
+            "csv",
+            "--csv_file",
+            str(phantom_dir / "labels.csv"),
+            extra=csv_override,
+        )
+    )
     report = json.loads((tmp_path / "csv" / "evaluating" / "report.json").read_text())
     splits = json.loads((tmp_path / "csv" / "training" / "splits.json").read_text())
     assert report["data"]["test_slices"] == len(splits["test"])  # one slice ([5]) per scan

@@ -28,8 +28,9 @@ def auroc_rows(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where((positives > 0) & (negatives > 0), value, np.nan)
 
 
-def resampled_figures(scores: np.ndarray, decisions: np.ndarray, anomaly: np.ndarray, labels: np.ndarray,
-                      index: np.ndarray) -> dict[str, np.ndarray]:
+def resampled_figures(
+    scores: np.ndarray, decisions: np.ndarray, anomaly: np.ndarray, labels: np.ndarray, index: np.ndarray
+) -> dict[str, np.ndarray]:
     """The headline metrics on each resample ``index`` [R, N] of the test images."""
     labels = labels > 0
     per_category = np.stack([auroc_rows(scores[index, c], labels[index, c]) for c in range(labels.shape[1])], axis=1)
@@ -45,8 +46,15 @@ def resampled_figures(scores: np.ndarray, decisions: np.ndarray, anomaly: np.nda
     }
 
 
-def bootstrap_intervals(scores: np.ndarray, decisions: np.ndarray, anomaly: np.ndarray, labels: np.ndarray,
-                        resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict[str, Any]:
+def bootstrap_intervals(
+    scores: np.ndarray,
+    decisions: np.ndarray,
+    anomaly: np.ndarray,
+    labels: np.ndarray,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> dict[str, Any]:
     """Percentile intervals over ``resamples`` resamples (with replacement) of the N test images.
 
     Args:
@@ -58,13 +66,21 @@ def bootstrap_intervals(scores: np.ndarray, decisions: np.ndarray, anomaly: np.n
     """
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(labels), size=(resamples, len(labels)))
-    figures = resampled_figures(np.asarray(scores, float), np.asarray(decisions), np.asarray(anomaly, float),
-                                np.asarray(labels), index)
+    figures = resampled_figures(
+        np.asarray(scores, float), np.asarray(decisions), np.asarray(anomaly, float), np.asarray(labels), index
+    )
     tail = (1 - level) / 2 * 100
-    intervals: dict[str, Any] = {"method": "percentile bootstrap over test images", "resamples": resamples,
-                                 "seed": seed, "level": level}
+    intervals: dict[str, Any] = {
+        "method": "percentile bootstrap over test images",
+        "resamples": resamples,
+        "seed": seed,
+        "level": level,
+    }
     for name, values in figures.items():
         values = values[~np.isnan(values)]
-        intervals[name] = None if len(values) < resamples / 2 else [
-            round(float(np.percentile(values, tail)), 6), round(float(np.percentile(values, 100 - tail)), 6)]
+        intervals[name] = (
+            None
+            if len(values) < resamples / 2
+            else [round(float(np.percentile(values, tail)), 6), round(float(np.percentile(values, 100 - tail)), 6)]
+        )
     return intervals

@@ -89,9 +89,16 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray, metric: str) -> float
     return _cut_between(np.sort(scores), float(cuts[best]))
 
 
-def choose_thresholds(scores: np.ndarray, labels: np.ndarray, category_names: Sequence[str], metric: str = "f1",
-                      min_positives: int = 2, negative_quantile: float = 0.95, source: str = "validation split",
-                      sign_selection: str = "distance") -> Calibration:
+def choose_thresholds(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    category_names: Sequence[str],
+    metric: str = "f1",
+    min_positives: int = 2,
+    negative_quantile: float = 0.95,
+    source: str = "validation split",
+    sign_selection: str = "distance",
+) -> Calibration:
     """One threshold per category from calibration images' s_c ``scores`` [N, C] and multi-hot ``labels`` [N, C].
 
     Rules, per category: at least ``min_positives`` positives and one negative: the threshold maximising ``metric``;
@@ -110,14 +117,22 @@ def choose_thresholds(scores: np.ndarray, labels: np.ndarray, category_names: Se
             how.append(f"maximises {metric} on {n_positive} positives and {n_negative} negatives")
         elif n_negative > 0:
             thresholds.append(float(np.quantile(scores[~positive, c], negative_quantile)))
-            how.append(f"fallback: {n_positive} positive(s) < {min_positives}; the {negative_quantile:.0%} quantile "
-                       f"of {n_negative} negatives' scores")
+            how.append(
+                f"fallback: {n_positive} positive(s) < {min_positives}; the {negative_quantile:.0%} quantile "
+                f"of {n_negative} negatives' scores"
+            )
         else:
             thresholds.append(float(scores[:, c].min() - 1e-3))
             how.append(f"fallback: no negative; just below the lowest of {n_positive} positives")
-    return Calibration(thresholds=thresholds, how=how, metric=metric, source=source, sign_selection=sign_selection,
-                       positives=[int(n) for n in labels.sum(axis=0)],
-                       negatives=[int(n) for n in (~labels).sum(axis=0)])
+    return Calibration(
+        thresholds=thresholds,
+        how=how,
+        metric=metric,
+        source=source,
+        sign_selection=sign_selection,
+        positives=[int(n) for n in labels.sum(axis=0)],
+        negatives=[int(n) for n in (~labels).sum(axis=0)],
+    )
 
 
 class Calibrator:
@@ -132,8 +147,16 @@ class Calibrator:
         batch_size: images per forward pass.
     """
 
-    def __init__(self, dataset: Any, prepare_batch: Callable, fallback_dataset: Any = None, metric: str = "accuracy",
-                 min_positives: int = 2, negative_quantile: float = 0.95, batch_size: int = 16):
+    def __init__(
+        self,
+        dataset: Any,
+        prepare_batch: Callable,
+        fallback_dataset: Any = None,
+        metric: str = "accuracy",
+        min_positives: int = 2,
+        negative_quantile: float = 0.95,
+        batch_size: int = 16,
+    ):
         if metric not in CALIBRATION_METRICS:
             raise ValueError(f"calibration metric must be one of {CALIBRATION_METRICS}, got '{metric}'")
         self.dataset, self.prepare_batch = dataset, prepare_batch
@@ -160,13 +183,26 @@ class Calibrator:
         for batch in DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate_slices):
             images, _ = self.prepare_batch(batch, device)
             features = network.encode_images(images)
-            scores.append(score_images(features, text.sign_features, text.anchor,
-                                       text.selection.category_mask()).category_scores.float().cpu())
+            scores.append(
+                score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
+                .category_scores.float()
+                .cpu()
+            )
             labels.append(torch.as_tensor(batch["label"]).float())
         scores, labels = torch.cat(scores).numpy(), torch.cat(labels).numpy()
-        calibration = choose_thresholds(scores, labels, network.signs.category_names, self.metric,
-                                        self.min_positives, self.negative_quantile,
-                                        f"{source}: {len(scores)} images", text.selection.mode)
-        logger.info("calibrated thresholds (%s): %s", calibration.source,
-                    dict(zip(network.signs.category_names, (round(t, 4) for t in calibration.thresholds), strict=True)))
+        calibration = choose_thresholds(
+            scores,
+            labels,
+            network.signs.category_names,
+            self.metric,
+            self.min_positives,
+            self.negative_quantile,
+            f"{source}: {len(scores)} images",
+            text.selection.mode,
+        )
+        logger.info(
+            "calibrated thresholds (%s): %s",
+            calibration.source,
+            dict(zip(network.signs.category_names, (round(t, 4) for t in calibration.thresholds), strict=True)),
+        )
         return calibration

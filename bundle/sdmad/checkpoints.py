@@ -39,17 +39,23 @@ def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint file (weights only) or raise a CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; pass the model.pt of a training run (--checkpoint) or "
-                              f"none for zero-shot CLIP")
+        raise CheckpointError(
+            f"{path}: checkpoint not found; pass the model.pt of a training run (--checkpoint) or "
+            f"none for zero-shot CLIP"
+        )
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:  # weights-only loading met a pickled object it will not run
-        raise CheckpointError(f"{path}: holds pickled Python objects, which weights-only loading refuses (a checkpoint "
-                              f"may run code when unpickled); use a model.pt written by SD-MAD training") from err
+        raise CheckpointError(
+            f"{path}: holds pickled Python objects, which weights-only loading refuses (a checkpoint "
+            f"may run code when unpickled); use a model.pt written by SD-MAD training"
+        ) from err
     except Exception as err:  # truncated zip, not a torch file: all mean "not a usable checkpoint"
-        raise CheckpointError(f"{path}: not a readable SD-MAD checkpoint (corrupt, truncated or another format: "
-                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); use a "
-                              f"model.pt written by SD-MAD training") from err
+        raise CheckpointError(
+            f"{path}: not a readable SD-MAD checkpoint (corrupt, truncated or another format: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); use a "
+            f"model.pt written by SD-MAD training"
+        ) from err
     if not isinstance(content, dict) or "network" not in content or RECORD_KEY not in content:
         keys = sorted(content) if isinstance(content, dict) else type(content).__name__
         raise CheckpointError(f"{path}: not an SD-MAD checkpoint (expected 'network' and '{RECORD_KEY}', got {keys})")
@@ -58,8 +64,11 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def mismatches(expected: dict, found: dict) -> list[str]:
     """Readable differences between two configuration records."""
-    return [f"{key}: checkpoint {found.get(key)!r} vs config {expected.get(key)!r}"
-            for key in sorted(set(expected) | set(found)) if expected.get(key) != found.get(key)]
+    return [
+        f"{key}: checkpoint {found.get(key)!r} vs config {expected.get(key)!r}"
+        for key in sorted(set(expected) | set(found))
+        if expected.get(key) != found.get(key)
+    ]
 
 
 class ConfigRecord:
@@ -108,8 +117,9 @@ def load_or_bypass(network: nn.Module, checkpoint: str | Path | None) -> None:
         load_model(network, checkpoint)
 
 
-def save_model(network: nn.Module, path: str | Path, calibration: Calibration | None = None,
-               run_config: dict | None = None) -> None:
+def save_model(
+    network: nn.Module, path: str | Path, calibration: Calibration | None = None, run_config: dict | None = None
+) -> None:
     """Write the adapters and their configuration record as `model.pt`, atomically, with the calibrated
     thresholds and the run config when given."""
     content = {"network": unwrap(network).state_dict(), RECORD_KEY: ConfigRecord(network).state_dict()}

@@ -51,8 +51,13 @@ class PreparedText:
 
 
 @torch.no_grad()
-def prepare_text(network: torch.nn.Module, mode: str = "distance", support_loader: Any = None,
-                 device: torch.device | str = "cpu", prepare_batch: PrepareSlices | None = None) -> PreparedText:
+def prepare_text(
+    network: torch.nn.Module,
+    mode: str = "distance",
+    support_loader: Any = None,
+    device: torch.device | str = "cpu",
+    prepare_batch: PrepareSlices | None = None,
+) -> PreparedText:
     """Current sign features and anchor of ``network`` and their sign selection (``mode`` "support" encodes the
     few-shot images of ``support_loader``, made CLIP-ready by ``prepare_batch``)."""
     network = unwrap(network)
@@ -61,14 +66,17 @@ def prepare_text(network: torch.nn.Module, mode: str = "distance", support_loade
     support_features = support_labels = None
     if mode == "support":
         if support_loader is None or prepare_batch is None:
-            raise ValueError("sign selection mode 'support' needs the few-shot items and the engine's prepare_batch: "
-                             "it is available in `training` and `evaluating` (their support loader), not in "
-                             "`inference`")
+            raise ValueError(
+                "sign selection mode 'support' needs the few-shot items and the engine's prepare_batch: "
+                "it is available in `training` and `evaluating` (their support loader), not in "
+                "`inference`"
+            )
         batches = [prepare_batch(b, device) for b in support_loader if "image" in b]
         support_features = torch.cat([network.encode_images(images) for images, _ in batches])
         support_labels = torch.cat([labels for _, labels in batches]).cpu()
-    selection = select_signs(sign_features, network.sign_category, network.signs.category_names, mode,
-                             support_features, support_labels)
+    selection = select_signs(
+        sign_features, network.sign_category, network.signs.category_names, mode, support_features, support_labels
+    )
     return PreparedText(sign_features, anchor, selection)
 
 
@@ -87,8 +95,13 @@ class SignSelectionHandler:
         calibrator: computes thresholds when the network has none for this selection (see sdmad.calibration).
     """
 
-    def __init__(self, mode: str = "distance", support_loader: Any = None, decision_rule: str = "paper",
-                 calibrator: Calibrator | None = None):
+    def __init__(
+        self,
+        mode: str = "distance",
+        support_loader: Any = None,
+        decision_rule: str = "paper",
+        calibrator: Calibrator | None = None,
+    ):
         self.mode, self.support_loader, self.calibrator = mode, support_loader, calibrator
         self.decision_rule = check_decision_rule(decision_rule)
 
@@ -104,9 +117,11 @@ class SignSelectionHandler:
         if calibration is None and self.calibrator is not None:
             calibration = self.calibrator(network, text)
         if self.decision_rule == "calibrated" and calibration is None:
-            raise CheckpointError(f"{network.checkpoint or 'zero-shot CLIP'}: no calibrated thresholds for sign "
-                                  f"selection '{self.mode}' (models trained before thresholds were stored, or with "
-                                  f"another selection, have none); pass --decision_rule paper, or retrain")
+            raise CheckpointError(
+                f"{network.checkpoint or 'zero-shot CLIP'}: no calibrated thresholds for sign "
+                f"selection '{self.mode}' (models trained before thresholds were stored, or with "
+                f"another selection, have none); pass --decision_rule paper, or retrain"
+            )
         text.decision_rule, text.calibration = self.decision_rule, calibration
         engine.state.sdmad_text = text
 
@@ -125,9 +140,15 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
             features = text.sign_features.new_zeros(0, text.sign_features.shape[1])
         scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
         margins = text.margins(scores)
-    output = {"scores": scores.category_scores, "decisions": margins > 0, "margins": margins,
-              "paper_margins": scores.margins, "anomaly": scores.anomaly_score, "source": batch.get("source"),
-              "slice_index": batch.get("slice_index")}
+    output = {
+        "scores": scores.category_scores,
+        "decisions": margins > 0,
+        "margins": margins,
+        "paper_margins": scores.margins,
+        "anomaly": scores.anomaly_score,
+        "source": batch.get("source"),
+        "slice_index": batch.get("slice_index"),
+    }
     if "label" in batch:
         output["label"] = batch["label"].to(scores.category_scores.device).float()
     return output

@@ -43,8 +43,9 @@ def debugging() -> bool:
     return os.environ.get(DEBUG_VARIABLE, "").lower() not in ("", "0", "false", "no") or "--debug" in sys.argv
 
 
-def readable_excepthook(kind: type[BaseException], error: BaseException, traceback: TracebackType | None,
-                        fallback=sys.__excepthook__) -> None:
+def readable_excepthook(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None, fallback=sys.__excepthook__
+) -> None:
     """Print a project error as one last line; anything else (or with debugging on) as Python would."""
     cause = project_error(error)
     if cause is None or debugging():

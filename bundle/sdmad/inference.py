@@ -66,8 +66,12 @@ class SignSelection:
         return report
 
 
-def _support_auroc(sign_features: torch.Tensor, sign_category: torch.Tensor, support_features: torch.Tensor,
-                   support_labels: torch.Tensor) -> torch.Tensor:
+def _support_auroc(
+    sign_features: torch.Tensor,
+    sign_category: torch.Tensor,
+    support_features: torch.Tensor,
+    support_labels: torch.Tensor,
+) -> torch.Tensor:
     """Per sign, the AUROC with which cos(support image, sign) ranks its own category's support images first."""
     from sklearn.metrics import roc_auc_score
 
@@ -149,8 +153,15 @@ def select_signs(
                 reasons[best] = "kept: forced, every sign of its category would be dropped"
                 forced.append(name)
     return SignSelection(
-        category_names=list(category_names), sign_category=sign_category, kept=kept, own_distance=own,
-        other_distance=others, reasons=reasons, support_auroc=support_auroc, forced_categories=forced, mode=mode,
+        category_names=list(category_names),
+        sign_category=sign_category,
+        kept=kept,
+        own_distance=own,
+        other_distance=others,
+        reasons=reasons,
+        support_auroc=support_auroc,
+        forced_categories=forced,
+        mode=mode,
     )
 
 
@@ -183,5 +194,6 @@ def score_images(
     lowest = masked.masked_fill(~category_mask[None], float("inf")).amin(dim=-1)
     anchor_cosine = image_features @ anchor  # [B]
     margins = lowest - anchor_cosine[:, None]
-    return Scores(category_scores=s, decisions=margins > 0, anomaly_score=s.amax(dim=1) - anchor_cosine,
-                  margins=margins)
+    return Scores(
+        category_scores=s, decisions=margins > 0, anomaly_score=s.amax(dim=1) - anchor_cosine, margins=margins
+    )

@@ -32,8 +32,12 @@ class LossParts:
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         """The parts, detached, under the names the training handlers log."""
-        return {"loss": self.total.detach(), "loss_img_text": self.img_text.detach(), "loss_pos": self.pos.detach(),
-                "loss_neg": self.neg.detach()}
+        return {
+            "loss": self.total.detach(),
+            "loss_img_text": self.img_text.detach(),
+            "loss_pos": self.pos.detach(),
+            "loss_neg": self.neg.detach(),
+        }
 
 
 class SDMADLoss(nn.Module):
@@ -47,8 +51,13 @@ class SDMADLoss(nn.Module):
         pull_normal_to_anchor: include d(f, f_anchor) as the alignment term of normal images.
     """
 
-    def __init__(self, sign_reduction: str = "mean", category_reduction: str = "sum", margin: float = 0.0,
-                 pull_normal_to_anchor: bool = True):
+    def __init__(
+        self,
+        sign_reduction: str = "mean",
+        category_reduction: str = "sum",
+        margin: float = 0.0,
+        pull_normal_to_anchor: bool = True,
+    ):
         super().__init__()
         for name, value in (("sign_reduction", sign_reduction), ("category_reduction", category_reduction)):
             if value not in REDUCTIONS:
@@ -74,8 +83,14 @@ class SDMADLoss(nn.Module):
             total = total / selected.sum(dim=1).clamp(min=1)
         return total
 
-    def forward(self, image_features: torch.Tensor, labels: torch.Tensor, sign_features: torch.Tensor,
-                sign_category: torch.Tensor, anchor: torch.Tensor) -> LossParts:
+    def forward(
+        self,
+        image_features: torch.Tensor,
+        labels: torch.Tensor,
+        sign_features: torch.Tensor,
+        sign_category: torch.Tensor,
+        anchor: torch.Tensor,
+    ) -> LossParts:
         """Compute the loss.
 
         Args:
@@ -86,7 +101,7 @@ class SDMADLoss(nn.Module):
             anchor: [E] normalised anchor feature.
         """
         num_categories = labels.shape[1]
-        membership = (sign_category[None, :] == torch.arange(num_categories, device=labels.device)[:, None])
+        membership = sign_category[None, :] == torch.arange(num_categories, device=labels.device)[:, None]
         if not bool(membership.any(dim=1).all()):
             raise ValueError("every category needs at least one sign")
         membership = membership.to(image_features.dtype)

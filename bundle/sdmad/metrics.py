@@ -55,8 +55,9 @@ def subset_accuracy(decisions: ArrayLike, labels: ArrayLike) -> float:
 def example_jaccard(decisions: ArrayLike, labels: ArrayLike) -> float:
     """Protocol 2: mean over images of |pred & true| / |pred | true|; an image predicted and labelled normal
     (empty union) counts 1, as a perfect answer."""
-    return float(jaccard_score(_numpy(labels).astype(int), _numpy(decisions).astype(int), average="samples",
-                               zero_division=1.0))
+    return float(
+        jaccard_score(_numpy(labels).astype(int), _numpy(decisions).astype(int), average="samples", zero_division=1.0)
+    )
 
 
 def category_auroc(scores: ArrayLike, labels: ArrayLike, category_names: Sequence[str]) -> dict[str, Any]:
@@ -68,8 +69,12 @@ def category_auroc(scores: ArrayLike, labels: ArrayLike, category_names: Sequenc
     scores, labels = _numpy(scores), _numpy(labels)
     per_category = {name: auroc(scores[:, c], labels[:, c]) for c, name in enumerate(category_names)}
     defined = [value for value in per_category.values() if value is not None]
-    return {"per_category": per_category, "mean": float(np.mean(defined)) if defined else None,
-            "defined": len(defined), "total": len(category_names)}
+    return {
+        "per_category": per_category,
+        "mean": float(np.mean(defined)) if defined else None,
+        "defined": len(defined),
+        "total": len(category_names),
+    }
 
 
 class BinnedAUROC:
@@ -189,8 +194,12 @@ class CategoryAUROC(GatheredMetric):
     ``mean_category_auroc`` (None if no category is defined), ``defined_categories`` and ``auroc/<category>``.
     """
 
-    def __init__(self, category_names: Sequence[str], output_transform: Callable = lambda output: output,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        category_names: Sequence[str],
+        output_transform: Callable = lambda output: output,
+        device: str | torch.device = "cpu",
+    ):
         self.category_names = list(category_names)
         super().__init__(output_transform, device)
 
@@ -216,8 +225,13 @@ class PixelAUROC(Metric):
     ``output_transform`` gives ``(anomaly_maps, masks)`` of any equal shapes.
     """
 
-    def __init__(self, score_range: tuple[float, float] = (0.0, 1.0), num_bins: int = 65536,
-                 output_transform: Callable = lambda output: output, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        score_range: tuple[float, float] = (0.0, 1.0),
+        num_bins: int = 65536,
+        output_transform: Callable = lambda output: output,
+        device: str | torch.device = "cpu",
+    ):
         self._binned = BinnedAUROC(score_range, num_bins)
         super().__init__(output_transform=output_transform, device=device)
 

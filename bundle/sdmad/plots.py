@@ -27,8 +27,14 @@ def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def roc_curves(scores: np.ndarray, labels: np.ndarray, categories: Sequence[str], aurocs: dict, path: Path,
-               thresholds: Sequence[float] | None = None) -> None:
+def roc_curves(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    categories: Sequence[str],
+    aurocs: dict,
+    path: Path,
+    thresholds: Sequence[float] | None = None,
+) -> None:
     """One ROC curve per category (undefined categories listed in the legend without a curve); with the calibrated
     thresholds, a dot marks each category's operating point on the test split (its decisions)."""
     figure, axes = plt.subplots(figsize=(6, 5.5))
@@ -72,8 +78,14 @@ def auroc_bars(categories: Sequence[str], aurocs: dict, mean: float | None, path
     _save(figure, path)
 
 
-def sign_map(sign_features: np.ndarray, sign_category: np.ndarray, kept: np.ndarray, anchor: np.ndarray,
-             categories: Sequence[str], path: Path) -> None:
+def sign_map(
+    sign_features: np.ndarray,
+    sign_category: np.ndarray,
+    kept: np.ndarray,
+    anchor: np.ndarray,
+    categories: Sequence[str],
+    path: Path,
+) -> None:
     """Sign and anchor features projected to 2-D (PCA): kept signs filled, dropped signs as crosses."""
     points = PCA(n_components=2).fit_transform(np.vstack([sign_features, anchor[None]]))
     figure, axes = plt.subplots(figsize=(6.5, 5.5))

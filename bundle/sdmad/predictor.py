@@ -34,8 +34,13 @@ class BundlePredictor:
     The checkpoint file is reloaded when it changes on disk (e.g. after a training run swapped it in atomically).
     """
 
-    def __init__(self, bundle_root: str | Path, overrides: dict[str, Any] | None = None,
-                 zero_shot_until_trained: bool = False, config_files: Sequence[str | Path] | None = None):
+    def __init__(
+        self,
+        bundle_root: str | Path,
+        overrides: dict[str, Any] | None = None,
+        zero_shot_until_trained: bool = False,
+        config_files: Sequence[str | Path] | None = None,
+    ):
         self.parser = ConfigParser()
         files = config_files or [Path(bundle_root) / "configs" / "inference.yaml"]
         self.parser.read_config([str(f) for f in files])
@@ -63,8 +68,10 @@ class BundlePredictor:
             untrained = stamp == "missing" and self.zero_shot_until_trained
             load_or_bypass(self.network, None if untrained else self.checkpoint)  # CheckpointError if missing/bad
             self._weights_stamp = stamp
-            logger.info("SD-MAD weights: %s", "zero-shot CLIP (adapters off)" if untrained or not self.checkpoint
-                        else self.checkpoint)
+            logger.info(
+                "SD-MAD weights: %s",
+                "zero-shot CLIP (adapters off)" if untrained or not self.checkpoint else self.checkpoint,
+            )
 
     def predict(self, scan: str | Path | MetaTensor) -> dict[str, Any]:
         """`predictions.json` of the inference run on ``scan``: a file, a DICOM series folder, or a volume already
@@ -72,8 +79,9 @@ class BundlePredictor:
         with self._lock, tempfile.TemporaryDirectory() as out:
             self.refresh_weights()
             # a tuple is a leaf to the config parser (a dict or list would be parsed as config)
-            self.parser["input"] = ({"image": scan, "id": scan.meta["filename_or_obj"]},) if isinstance(
-                scan, MetaTensor) else str(scan)
+            self.parser["input"] = (
+                ({"image": scan, "id": scan.meta["filename_or_obj"]},) if isinstance(scan, MetaTensor) else str(scan)
+            )
             self.parser["output_dir"] = out
             self.parser.get_parsed_content("evaluator", lazy=False).run()
             return json.loads((Path(out) / "predictions.json").read_text())

@@ -40,15 +40,26 @@ def versions() -> dict[str, str]:
 
     import sdmad
 
-    return {"sdmad": sdmad.__version__, "monai": monai.__version__, "torch": torch.__version__,
-            "open_clip": open_clip.__version__, "scikit-learn": sklearn.__version__,
-            "python": platform.python_version()}
+    return {
+        "sdmad": sdmad.__version__,
+        "monai": monai.__version__,
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def category_counts(labels: np.ndarray, categories: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per category: positives, negatives and prevalence (share of positives) of the test split."""
-    return {name: {"positive": int((labels[:, c] > 0).sum()), "negative": int((labels[:, c] == 0).sum()),
-                   "prevalence": round(float((labels[:, c] > 0).mean()), 6)} for c, name in enumerate(categories)}
+    return {
+        name: {
+            "positive": int((labels[:, c] > 0).sum()),
+            "negative": int((labels[:, c] == 0).sum()),
+            "prevalence": round(float((labels[:, c] > 0).mean()), 6),
+        }
+        for c, name in enumerate(categories)
+    }
 
 
 def decision_figures(decisions: np.ndarray, labels: np.ndarray, categories: Sequence[str]) -> dict[str, Any]:
@@ -56,17 +67,20 @@ def decision_figures(decisions: np.ndarray, labels: np.ndarray, categories: Sequ
     from sdmad.metrics import example_jaccard, hamming_score, subset_accuracy
 
     decisions = np.asarray(decisions).astype(bool)
-    return {"hamming_score": round(hamming_score(decisions, labels), 6),
-            "subset_accuracy": round(subset_accuracy(decisions, labels), 6),
-            "jaccard": round(example_jaccard(decisions, labels), 6),
-            "positive_decisions": {name: int(decisions[:, c].sum()) for c, name in enumerate(categories)}}
+    return {
+        "hamming_score": round(hamming_score(decisions, labels), 6),
+        "subset_accuracy": round(subset_accuracy(decisions, labels), 6),
+        "jaccard": round(example_jaccard(decisions, labels), 6),
+        "positive_decisions": {name: int(decisions[:, c].sum()) for c, name in enumerate(categories)},
+    }
 
 
 PROTOCOL_2 = ("hamming_score", "subset_accuracy", "jaccard")
 
 
-def multi_label_section(arrays: dict[str, np.ndarray], categories: Sequence[str], decision_rule: str,
-                        calibration: Any) -> dict[str, Any]:
+def multi_label_section(
+    arrays: dict[str, np.ndarray], categories: Sequence[str], decision_rule: str, calibration: Any
+) -> dict[str, Any]:
     """Protocol 2 under the run's rule, each figure beside the all-absent predictor's (``<metric>_all_absent``),
     and both rules in full (``rules``): Eq. 8 always, the calibrated thresholds when there are any."""
     labels = arrays["label"]
@@ -74,8 +88,10 @@ def multi_label_section(arrays: dict[str, np.ndarray], categories: Sequence[str]
     if calibration is None:
         rules["calibrated"] = "not available: no calibrated thresholds (no validation or training items)"
     else:
-        rules["calibrated"] = {**decision_figures(arrays["scores"] > np.asarray(calibration.thresholds), labels,
-                                                  categories), "calibration": calibration.to_dict()}
+        rules["calibrated"] = {
+            **decision_figures(arrays["scores"] > np.asarray(calibration.thresholds), labels, categories),
+            "calibration": calibration.to_dict(),
+        }
     all_absent = decision_figures(np.zeros_like(labels, dtype=bool), labels, categories)
     chosen = decision_figures(arrays["decisions"], labels, categories)
     section: dict[str, Any] = {"decision_rule": decision_rule}
@@ -87,9 +103,16 @@ def multi_label_section(arrays: dict[str, np.ndarray], categories: Sequence[str]
     return section
 
 
-def build_report(metrics: dict[str, Any], categories: Sequence[str], sign_prompts: Sequence[str],
-                 arrays: dict[str, np.ndarray], text: Any, run: dict[str, Any], files: dict[str, Any],
-                 resamples: int = 1000) -> dict[str, Any]:
+def build_report(
+    metrics: dict[str, Any],
+    categories: Sequence[str],
+    sign_prompts: Sequence[str],
+    arrays: dict[str, np.ndarray],
+    text: Any,
+    run: dict[str, Any],
+    files: dict[str, Any],
+    resamples: int = 1000,
+) -> dict[str, Any]:
     """The report document; every metric is a number or "undefined".
 
     Args:
@@ -107,20 +130,29 @@ def build_report(metrics: dict[str, Any], categories: Sequence[str], sign_prompt
     return {
         "schema_version": SCHEMA_VERSION,
         "run": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **run, "versions": versions()},
-        "data": {"test_slices": int(len(labels)), "normal_slices": int((labels.sum(axis=1) == 0).sum()),
-                 "categories": list(categories), "counts": category_counts(labels, categories)},
-        "protocols": {
-            "general_ad": {"image_auroc": undefined_if_none(metrics.get("image_auroc")),
-                           "pixel_auroc": "not computed: this model produces no pixel anomaly maps"},
-            "multi_label": multi_label_section(arrays, categories, text.decision_rule, text.calibration),
-            "category_auroc": {"per_category": per_category,
-                               "mean": undefined_if_none(metrics.get("mean_category_auroc")),
-                               "defined": int(metrics.get("defined_categories") or 0), "total": len(categories)},
+        "data": {
+            "test_slices": int(len(labels)),
+            "normal_slices": int((labels.sum(axis=1) == 0).sum()),
+            "categories": list(categories),
+            "counts": category_counts(labels, categories),
         },
-        "confidence_intervals": bootstrap_intervals(arrays["scores"], arrays["decisions"], arrays["anomaly"], labels,
-                                                    resamples=resamples, seed=int(run["seed"])),
-        "sign_selection": {"mode": text.selection.mode,
-                           "categories": text.selection.to_dict(list(sign_prompts))},
+        "protocols": {
+            "general_ad": {
+                "image_auroc": undefined_if_none(metrics.get("image_auroc")),
+                "pixel_auroc": "not computed: this model produces no pixel anomaly maps",
+            },
+            "multi_label": multi_label_section(arrays, categories, text.decision_rule, text.calibration),
+            "category_auroc": {
+                "per_category": per_category,
+                "mean": undefined_if_none(metrics.get("mean_category_auroc")),
+                "defined": int(metrics.get("defined_categories") or 0),
+                "total": len(categories),
+            },
+        },
+        "confidence_intervals": bootstrap_intervals(
+            arrays["scores"], arrays["decisions"], arrays["anomaly"], labels, resamples=resamples, seed=int(run["seed"])
+        ),
+        "sign_selection": {"mode": text.selection.mode, "categories": text.selection.to_dict(list(sign_prompts))},
         "files": files,
     }
 
@@ -143,22 +175,24 @@ def rule_name(multi_label: dict[str, Any], rule: str) -> str:
     return f"calibrated thresholds ({source})"
 
 
-
 def report_markdown(report: dict[str, Any]) -> str:
     protocols, run, data = report["protocols"], report["run"], report["data"]
     multi = protocols["multi_label"]
     model = "zero-shot CLIP (adapters off)" if run["zero_shot"] else f"checkpoint `{run['checkpoint']}`"
     ci = report["confidence_intervals"]
     lines = [
-        "# SD-MAD evaluation report", "",
+        "# SD-MAD evaluation report",
+        "",
         f"- model: {model}; backbone: {run['backbone']}",
         f"- test set: {data['test_slices']} slices ({data['normal_slices']} normal); seed {run['seed']}; "
         f"device {run['device']}; config sha256 `{run['config_hash'][:12]}`",
         f"- decisions: **{rule_name(multi, multi['decision_rule'])}**; sign selection: "
         f"{report['sign_selection']['mode']}",
         f"- 95 % intervals: {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}",
-        f"- {RESEARCH_USE_ONLY}", "",
-        "| protocol | metric | value | 95 % interval | all-absent predictor |", "|---|---|---|---|---|",
+        f"- {RESEARCH_USE_ONLY}",
+        "",
+        "| protocol | metric | value | 95 % interval | all-absent predictor |",
+        "|---|---|---|---|---|",
         f"| 1 general AD | image AUROC | {_figure(protocols['general_ad']['image_auroc'])} | "
         f"{_interval(report, 'image_auroc')} | 0.5 (constant) |",
         f"| 1 general AD | pixel AUROC | {protocols['general_ad']['pixel_auroc']} | | |",
@@ -171,33 +205,49 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"| 3 category-wise | mean AUROC ({protocols['category_auroc']['defined']} of "
         f"{protocols['category_auroc']['total']} defined) | {_figure(protocols['category_auroc']['mean'])} | "
         f"{_interval(report, 'mean_category_auroc')} | 0.5 (constant) |",
-        "", "Protocol 2 under each decision rule:", "",
-        "| decision rule | Hamming score | subset accuracy | Jaccard | positive decisions |", "|---|---|---|---|---|",
+        "",
+        "Protocol 2 under each decision rule:",
+        "",
+        "| decision rule | Hamming score | subset accuracy | Jaccard | positive decisions |",
+        "|---|---|---|---|---|",
     ]
     for rule, figures in multi["rules"].items():
         if isinstance(figures, str):
             lines.append(f"| {rule_name(multi, rule)} | {figures} | | | |")
         else:
-            lines.append(f"| {rule_name(multi, rule)} | {_figure(figures['hamming_score'])} | "
-                         f"{_figure(figures['subset_accuracy'])} | {_figure(figures['jaccard'])} | "
-                         f"{sum(figures['positive_decisions'].values())} |")
-    lines.append(f"| all-absent predictor | {_figure(multi['hamming_score_all_absent'])} | "
-                 f"{_figure(multi['subset_accuracy_all_absent'])} | {_figure(multi['jaccard_all_absent'])} | 0 |")
+            lines.append(
+                f"| {rule_name(multi, rule)} | {_figure(figures['hamming_score'])} | "
+                f"{_figure(figures['subset_accuracy'])} | {_figure(figures['jaccard'])} | "
+                f"{sum(figures['positive_decisions'].values())} |"
+            )
+    lines.append(
+        f"| all-absent predictor | {_figure(multi['hamming_score_all_absent'])} | "
+        f"{_figure(multi['subset_accuracy_all_absent'])} | {_figure(multi['jaccard_all_absent'])} | 0 |"
+    )
     calibrated = multi["rules"]["calibrated"]
     calibration = calibrated.get("calibration") if isinstance(calibrated, dict) else None
-    lines += ["", "| category | positives | negatives | prevalence | AUROC | positive decisions | threshold on s_c "
-              "| signs kept / dropped |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| category | positives | negatives | prevalence | AUROC | positive decisions | threshold on s_c "
+        "| signs kept / dropped |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     selection = report["sign_selection"]["categories"]
     for c, (name, value) in enumerate(protocols["category_auroc"]["per_category"].items()):
         counts, chosen = data["counts"][name], selection[name]
         forced = " (forced keep)" if chosen["forced_keep"] else ""
         threshold = f"{calibration['thresholds'][c]:.4f}" if calibration else "none"
-        lines.append(f"| {name} | {counts['positive']} | {counts['negative']} | {counts['prevalence']:.3f} | "
-                     f"{_figure(value)} | {multi['positive_decisions'][name]} | {threshold} | "
-                     f"{chosen['kept']} / {chosen['dropped']}{forced} |")
+        lines.append(
+            f"| {name} | {counts['positive']} | {counts['negative']} | {counts['prevalence']:.3f} | "
+            f"{_figure(value)} | {multi['positive_decisions'][name]} | {threshold} | "
+            f"{chosen['kept']} / {chosen['dropped']}{forced} |"
+        )
     if calibration:
-        lines += ["", f"Thresholds: {calibration['source']}, {calibration['metric']}; "
-                  f"computed with sign selection '{calibration['sign_selection']}'."]
+        lines += [
+            "",
+            f"Thresholds: {calibration['source']}, {calibration['metric']}; "
+            f"computed with sign selection '{calibration['sign_selection']}'.",
+        ]
         lines += [f"- {name}: {how}" for name, how in zip(data["categories"], calibration["how"], strict=True)]
     lines += ["", "Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in report["files"]["plots"]), ""]
     return "\n".join(lines)
@@ -233,11 +283,13 @@ def headline(report: dict[str, Any], where: str | Path) -> str:
     """The figures a user looks at first, beside the all-absent predictor's, and where the report is."""
     protocols = report["protocols"]
     category, multi = protocols["category_auroc"], protocols["multi_label"]
-    return (f"evaluation ({'zero-shot CLIP' if report['run']['zero_shot'] else 'trained adapters'}, "
-            f"{report['data']['test_slices']} test slices, decisions: {rule_name(multi, multi['decision_rule'])}): "
-            f"mean category AUROC {_figure(category['mean'])} ({category['defined']}/{category['total']} defined), "
-            f"Hamming score {_figure(multi['hamming_score'])} (all-absent {_figure(multi['hamming_score_all_absent'])}"
-            f"), subset accuracy {_figure(multi['subset_accuracy'])} (all-absent "
-            f"{_figure(multi['subset_accuracy_all_absent'])}), image AUROC "
-            f"{_figure(protocols['general_ad']['image_auroc'])}"
-            f"\nreport: {Path(where) / 'report.md'}")
+    return (
+        f"evaluation ({'zero-shot CLIP' if report['run']['zero_shot'] else 'trained adapters'}, "
+        f"{report['data']['test_slices']} test slices, decisions: {rule_name(multi, multi['decision_rule'])}): "
+        f"mean category AUROC {_figure(category['mean'])} ({category['defined']}/{category['total']} defined), "
+        f"Hamming score {_figure(multi['hamming_score'])} (all-absent {_figure(multi['hamming_score_all_absent'])}"
+        f"), subset accuracy {_figure(multi['subset_accuracy'])} (all-absent "
+        f"{_figure(multi['subset_accuracy_all_absent'])}), image AUROC "
+        f"{_figure(protocols['general_ad']['image_auroc'])}"
+        f"\nreport: {Path(where) / 'report.md'}"
+    )

@@ -54,16 +54,24 @@ def _comparable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def differences(recorded: Mapping[str, Any], current: Mapping[str, Any], ignore: Sequence[str] = (),
-                sections: Sequence[str] | None = None, names: tuple[str, str] = ("run", "now")) -> list[str]:
+def differences(
+    recorded: Mapping[str, Any],
+    current: Mapping[str, Any],
+    ignore: Sequence[str] = (),
+    sections: Sequence[str] | None = None,
+    names: tuple[str, str] = ("run", "now"),
+) -> list[str]:
     """``"key: run X, now Y"`` for every setting that differs (within ``sections`` when given)."""
     old, new = flatten(_comparable(dict(recorded))), flatten(_comparable(dict(current)))
     keys = sorted(set(old) | set(new))
     if sections is not None:
         keys = [key for key in keys if key.split(".")[0] in sections]
     missing = object()
-    return [f"{key}: {names[0]} {old.get(key, 'absent')!r}, {names[1]} {new.get(key, 'absent')!r}"
-            for key in keys if key not in ignore and old.get(key, missing) != new.get(key, missing)]
+    return [
+        f"{key}: {names[0]} {old.get(key, 'absent')!r}, {names[1]} {new.get(key, 'absent')!r}"
+        for key in keys
+        if key not in ignore and old.get(key, missing) != new.get(key, missing)
+    ]
 
 
 def file_digests(paths: Sequence[str | Path]) -> dict[str, str]:
@@ -76,8 +84,13 @@ def file_digests(paths: Sequence[str | Path]) -> dict[str, str]:
     return digests
 
 
-def run_splits(items: Callable[[], list[dict]], settings: Mapping[str, Any], splits_file: str | Path,
-               write: bool, require_test: bool = True) -> dict[str, list[dict]]:
+def run_splits(
+    items: Callable[[], list[dict]],
+    settings: Mapping[str, Any],
+    splits_file: str | Path,
+    write: bool,
+    require_test: bool = True,
+) -> dict[str, list[dict]]:
     """The run's train/val/test items.
 
     Only `training` writes them (``write=True``): made by ``few_shot_split`` from ``items()`` when the run has no
@@ -96,20 +109,34 @@ def run_splits(items: Callable[[], list[dict]], settings: Mapping[str, Any], spl
         content = json.loads(path.read_text())
         recorded = content.get("settings")
         if recorded is None:
-            raise RunConfigError(f"{path}: written by an older version without its settings; train again with "
-                                 f"--resume false (starts this run over) or choose another --run_name")
+            raise RunConfigError(
+                f"{path}: written by an older version without its settings; train again with "
+                f"--resume false (starts this run over) or choose another --run_name"
+            )
         changed = differences(recorded, settings)
         if changed:
             what = "resume with" if write else "evaluate with"
-            raise RunConfigError(f"{path}: this run's split was made with other settings; cannot {what}: "
-                                 + "; ".join(changed) + ". Use the run's settings (its config.json), "
-                                 "train with --resume false to start it over, or choose another --run_name")
+            raise RunConfigError(
+                f"{path}: this run's split was made with other settings; cannot {what}: "
+                + "; ".join(changed)
+                + ". Use the run's settings (its config.json), "
+                "train with --resume false to start it over, or choose another --run_name"
+            )
         return {name: with_array_labels(content[name]) for name in SPLITS}
     if not write:
-        raise RunConfigError(f"{path}: not found; run `training` with the same --run_name first (it makes the "
-                             f"split that evaluation uses)")
-    splits = few_shot_split(items(), settings["categories"], settings["shots"], settings["normal_shots"],
-                            settings["val_fraction"], settings["seed"], require_test=require_test)
+        raise RunConfigError(
+            f"{path}: not found; run `training` with the same --run_name first (it makes the "
+            f"split that evaluation uses)"
+        )
+    splits = few_shot_split(
+        items(),
+        settings["categories"],
+        settings["shots"],
+        settings["normal_shots"],
+        settings["val_fraction"],
+        settings["seed"],
+        require_test=require_test,
+    )
     write_json_atomic({"settings": dict(settings), **splits}, path)
     logger.info("split written to %s: %s", path, {name: len(splits[name]) for name in SPLITS})
     return splits
@@ -126,8 +153,10 @@ def _training_record(train_dir: Path) -> tuple[Path, dict, int] | None:
         content = read_checkpoint(checkpoint)
         recorded = content.get(RunRecord.KEY)
         if recorded is None:
-            raise RunConfigError(f"{checkpoint}: written by an older version without its run config; train again "
-                                 f"with --resume false (starts this run over) or choose another --run_name")
+            raise RunConfigError(
+                f"{checkpoint}: written by an older version without its run config; train again "
+                f"with --resume false (starts this run over) or choose another --run_name"
+            )
         trainer = content.get("trainer", {})  # Ignite's engine state: iterations and epoch length
         return checkpoint, recorded, int(trainer.get("iteration", 0)) // max(int(trainer.get("epoch_length", 1)), 1)
     if (train_dir / "model.pt").is_file() and (train_dir / "config.json").is_file():
@@ -159,19 +188,28 @@ def prepare_training_dir(train_dir: str | Path, run_config: Mapping[str, Any], r
             where, recorded, trained = record
             changed = differences(recorded, run_config, ignore=RESUMABLE_KEYS)
             if changed:
-                raise RunConfigError(f"{where}: this run was trained with other settings: " + "; ".join(changed)
-                                     + ". Re-run with the run's settings (raising --epochs continues it), pass "
-                                     "--resume false to start it over in this folder, or choose another --run_name")
+                raise RunConfigError(
+                    f"{where}: this run was trained with other settings: "
+                    + "; ".join(changed)
+                    + ". Re-run with the run's settings (raising --epochs continues it), pass "
+                    "--resume false to start it over in this folder, or choose another --run_name"
+                )
             epochs = int(dict(run_config).get("training", {}).get("epochs", trained))
             if epochs < trained:
-                raise RunConfigError(f"{where}: this run has trained {trained} epochs already, more than --epochs "
-                                     f"{epochs}; pass --epochs {trained} or more to continue it, --resume false to "
-                                     f"start it over, or choose another --run_name")
+                raise RunConfigError(
+                    f"{where}: this run has trained {trained} epochs already, more than --epochs "
+                    f"{epochs}; pass --epochs {trained} or more to continue it, --resume false to "
+                    f"start it over, or choose another --run_name"
+                )
     write_json_atomic(dict(run_config), train_dir / "config.json")
 
 
-def check_against_training(train_dir: str | Path, run_config: Mapping[str, Any], checkpoint: str | Path | None = None,
-                           sections: Sequence[str] = EVALUATION_SECTIONS) -> None:
+def check_against_training(
+    train_dir: str | Path,
+    run_config: Mapping[str, Any],
+    checkpoint: str | Path | None = None,
+    sections: Sequence[str] = EVALUATION_SECTIONS,
+) -> None:
     """Refuse an evaluation whose split or model settings differ from its training run's, or a checkpoint trained
     in another run (whose training or validation images may sit in this run's test split): RunConfigError."""
     from sdmad.checkpoints import read_checkpoint
@@ -182,19 +220,27 @@ def check_against_training(train_dir: str | Path, run_config: Mapping[str, Any],
     training = json.loads(path.read_text())
     changed = differences(training, run_config, sections=sections, names=("training", "evaluation"))
     if changed:
-        raise RunConfigError(f"{path}: the evaluation's settings differ from its training run's: "
-                             + "; ".join(changed) + ". Evaluate with the training run's settings, or train a new run")
+        raise RunConfigError(
+            f"{path}: the evaluation's settings differ from its training run's: "
+            + "; ".join(changed)
+            + ". Evaluate with the training run's settings, or train a new run"
+        )
     if checkpoint is not None:
         recorded = read_checkpoint(checkpoint).get(RunRecord.KEY)
         if recorded is None:
-            raise RunConfigError(f"{checkpoint}: records no run settings, so nothing shows that its training and "
-                                 f"validation images are outside this run's test split; evaluate a model trained in "
-                                 f"this run (its model.pt)")
+            raise RunConfigError(
+                f"{checkpoint}: records no run settings, so nothing shows that its training and "
+                f"validation images are outside this run's test split; evaluate a model trained in "
+                f"this run (its model.pt)"
+            )
         changed = differences(recorded, training, sections=sections, names=("checkpoint", "run"))
         if changed:
-            raise RunConfigError(f"{checkpoint}: was trained in another run than {Path(train_dir).parent.name}: "
-                                 + "; ".join(changed) + ". Its training or validation images may be in this run's "
-                                 "test split; evaluate it in its own run")
+            raise RunConfigError(
+                f"{checkpoint}: was trained in another run than {Path(train_dir).parent.name}: "
+                + "; ".join(changed)
+                + ". Its training or validation images may be in this run's "
+                "test split; evaluate it in its own run"
+            )
 
 
 def evaluation_dir(run_dir: str | Path, checkpoint: str | Path | None, sign_selection: str = "distance") -> str:

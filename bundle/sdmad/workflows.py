@@ -25,10 +25,15 @@ def config_files(workflow: str, bundle_root: str | Path = ".", extra_configs: Se
     return [str(root / name) for name in (*WORKFLOW_CONFIGS[workflow], *extra_configs)]
 
 
-def run_workflow(workflow: str, bundle_root: str | Path = ".", extra_configs: Sequence[str] = (),
-                 **overrides: Any) -> float:
+def run_workflow(
+    workflow: str, bundle_root: str | Path = ".", extra_configs: Sequence[str] = (), **overrides: Any
+) -> float:
     """Run ``python -m monai.bundle run <workflow>`` in this process; returns the seconds it took."""
     start = time.perf_counter()
-    run_bundle(run_id=workflow, config_file=config_files(workflow, bundle_root, extra_configs),
-               bundle_root=str(bundle_root), **overrides)
+    run_bundle(
+        run_id=workflow,
+        config_file=config_files(workflow, bundle_root, extra_configs),
+        bundle_root=str(bundle_root),
+        **overrides,
+    )
     return time.perf_counter() - start

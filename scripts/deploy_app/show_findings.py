@@ -21,9 +21,15 @@ def sr_decisions(path: Path) -> dict[str, dict[str, str]]:
             continue
         items = list(group.ContentSequence)
         series = next(i.UID for i in items if i.ValueType == "UIDREF")
-        decisions[series] = {i.ConceptCodeSequence[0].CodeMeaning: next(
-            p.ConceptCodeSequence[0].CodeMeaning for p in i.ContentSequence
-            if p.ConceptNameCodeSequence[0].CodeMeaning == "Decision") for i in items if i.ValueType == "CODE"}
+        decisions[series] = {
+            i.ConceptCodeSequence[0].CodeMeaning: next(
+                p.ConceptCodeSequence[0].CodeMeaning
+                for p in i.ContentSequence
+                if p.ConceptNameCodeSequence[0].CodeMeaning == "Decision"
+            )
+            for i in items
+            if i.ValueType == "CODE"
+        }
     return decisions
 
 

@@ -1,6 +1,6 @@
 """A MONAI Label studies folder from the phantom data set: NIfTI studies and DICOM series (`<id>.dicom/`).
 
-    python scripts/monailabel_app/make_studies.py --out data/label_studies [--phantom data/phantom] [--count 12]
+python scripts/monailabel_app/make_studies.py --out data/label_studies [--phantom data/phantom] [--count 12]
 """
 
 from __future__ import annotations

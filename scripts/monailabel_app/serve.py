@@ -51,12 +51,28 @@ def main() -> None:
         conf["decision_rule"] = served_decision_rule(ROOT / "models" / "label_model.pt")
     conf.update(dict(args.conf))
     if args.host not in LOOPBACK:
-        print(f"warning: serving on {args.host}: the server has no authentication; put it behind a reverse proxy "
-              f"that authenticates, and list the proxy's host name with --conf allowed_hosts", file=sys.stderr)
+        print(
+            f"warning: serving on {args.host}: the server has no authentication; put it behind a reverse proxy "
+            f"that authenticates, and list the proxy's host name with --conf allowed_hosts",
+            file=sys.stderr,
+        )
     app = ROOT / "scripts" / "monailabel_app"
-    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(app), "--studies",
-               str(Path(args.studies).resolve()), "--host", args.host, "--port", str(args.port),
-               "--uvicorn_app", SERVER_APP]
+    command = [
+        sys.executable,
+        "-m",
+        "monailabel.main",
+        "start_server",
+        "--app",
+        str(app),
+        "--studies",
+        str(Path(args.studies).resolve()),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--uvicorn_app",
+        SERVER_APP,
+    ]
     for key, value in conf.items():
         command += ["--conf", key, value]
     print(f"SD-MAD MONAI Label server: http://{args.host}:{args.port}/ (API docs: /docs); Ctrl-C stops it")

@@ -38,8 +38,7 @@ def setup(phantom_dir, tmp_path_factory) -> dict:
     manifest = json.loads((phantom_dir / "manifest.json").read_text())
     name = next(v["name"] for v in manifest["volumes"] if len(v["labels"]) >= 2)
     study = make_dicom_study(phantom_dir, name, root / "study")
-    return {"root": root, "model": model, "study": study, "name": name, "backbone": backbone,
-            "checkpoint": checkpoint}
+    return {"root": root, "model": model, "study": study, "name": name, "backbone": backbone, "checkpoint": checkpoint}
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +46,13 @@ def app_run(setup) -> dict:
     """The app as a user runs it: `python app.py -i study -o out -m model` in a subprocess."""
     out = setup["root"] / "out"
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(APP), "-i", str(setup["study"]), "-o", str(out), "-m",
-                             str(setup["model"])], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(
+        [sys.executable, str(APP), "-i", str(setup["study"]), "-o", str(out), "-m", str(setup["model"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"app run on a {len(list((setup['study'] / 'mr').iterdir()))}-slice phantom study: {seconds:.1f} s")
@@ -76,8 +79,9 @@ def test_selects_the_mr_image_series_and_matches_the_bundle_inference(setup, app
     assert findings["volume"]["scores"] == pytest.approx(volume["scores"], abs=1e-6)
     assert findings["volume"]["decisions"] == volume["decisions"]
     assert findings["volume"]["positive_slices"] == volume["positive_slices"]
-    assert [s["scores"] for s in findings["slices"]] == [pytest.approx(s["scores"], abs=1e-6)
-                                                         for s in expected["slices"]]
+    assert [s["scores"] for s in findings["slices"]] == [
+        pytest.approx(s["scores"], abs=1e-6) for s in expected["slices"]
+    ]
     assert findings["categories"] == expected["categories"]
 
 
@@ -95,8 +99,12 @@ def test_structured_report_reads_back_with_the_decisions_and_references(setup, a
     assert sr.PatientID == setup["name"]
     evidence = sr.CurrentRequestedProcedureEvidenceSequence
     assert [s.SeriesInstanceUID for e in evidence for s in e.ReferencedSeriesSequence] == [series_uid]
-    referenced = sorted(r.ReferencedSOPInstanceUID for e in evidence for s in e.ReferencedSeriesSequence
-                        for r in s.ReferencedSOPSequence)
+    referenced = sorted(
+        r.ReferencedSOPInstanceUID
+        for e in evidence
+        for s in e.ReferencedSeriesSequence
+        for r in s.ReferencedSOPSequence
+    )
     assert referenced == sop_uids
     root = _content(sr)
     assert "not for diagnosis" in root["Comment"].TextValue
@@ -122,8 +130,9 @@ def test_nifti_input_gives_json_equal_to_the_bundle_inference(setup, phantom_dir
     main(["-i", str(scans), "-o", str(tmp_path / "out"), "-m", str(setup["model"])])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{setup['name']}.sdmad.json"]
     findings = json.loads((tmp_path / "out" / f"{setup['name']}.sdmad.json").read_text())
-    expected = bundle_inference(scans / f"{setup['name']}.nii.gz", setup["backbone"], setup["checkpoint"],
-                                tmp_path / "bundle")["volumes"][0]
+    expected = bundle_inference(
+        scans / f"{setup['name']}.nii.gz", setup["backbone"], setup["checkpoint"], tmp_path / "bundle"
+    )["volumes"][0]
     assert findings["volume"]["scores"] == expected["scores"]
     assert findings["volume"]["decisions"] == expected["decisions"]
 
@@ -144,8 +153,12 @@ def test_series_without_pixel_data_names_the_file_and_writes_nothing(setup, tmp_
     del dataset.PixelData
     dataset.save_as(broken, enforce_file_format=True)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, str(APP), "-i", str(study), "-o", str(out), "-m", str(setup["model"])],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(APP), "-i", str(study), "-o", str(out), "-m", str(setup["model"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert f"{broken}: DICOM image file (MR Image Storage) has no pixel data" in result.stderr.splitlines()[-1]
     assert not out.exists() or not list(out.iterdir())
@@ -161,14 +174,40 @@ def test_the_bundle_and_the_app_refuse_the_same_4d_series_with_the_same_message(
     four_d_series(setup["study"] / "mr", study / "mr")
     shutil.copytree(setup["study"] / "spectroscopy", study / "spectroscopy")
     out = tmp_path / "out"
-    app = subprocess.run([sys.executable, str(APP), "-i", str(study), "-o", str(out), "-m", str(setup["model"])],
-                         capture_output=True, text=True, timeout=300)
-    bundle = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file",
-                             str(REPO_ROOT / "configs" / "inference.yaml"), "--bundle_root", str(REPO_ROOT),
-                             "--model_name", "sdmad-tiny", "--pretrained", str(setup["backbone"]), "--checkpoint",
-                             str(setup["checkpoint"]), "--input", str(study / "mr"), "--output_dir",
-                             str(tmp_path / "bundle"), "--num_workers", "0"], capture_output=True, text=True,
-                            timeout=300)
+    app = subprocess.run(
+        [sys.executable, str(APP), "-i", str(study), "-o", str(out), "-m", str(setup["model"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    bundle = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "inference",
+            "--config_file",
+            str(REPO_ROOT / "configs" / "inference.yaml"),
+            "--bundle_root",
+            str(REPO_ROOT),
+            "--model_name",
+            "sdmad-tiny",
+            "--pretrained",
+            str(setup["backbone"]),
+            "--checkpoint",
+            str(setup["checkpoint"]),
+            "--input",
+            str(study / "mr"),
+            "--output_dir",
+            str(tmp_path / "bundle"),
+            "--num_workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     expected = f"sdmad: error: {study / 'mr'}: a 4-D series: 6 images at 3 slice positions (2 volumes"
     for result in (app, bundle):
         assert result.returncode != 0 and result.stderr.splitlines()[-1].startswith(expected), result.stderr[-2000:]

@@ -42,15 +42,30 @@ def make_label_setup(root: Path, phantom_dir: Path) -> dict:
     shutil.copytree(phantom_dir / "dicom" / dicom, studies / f"{dicom}.dicom")
     (studies / "corrupt_study.nii.gz").write_bytes(b"\x1f\x8b not a volume")
     app = root / "app"
-    shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__", "train_runs", "logs", "model", "lib",
-                                                                 "bin"))
+    shutil.copytree(
+        APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__", "train_runs", "logs", "model", "lib", "bin")
+    )
     torch.manual_seed(0)
     backbone = root / "backbone.pt"  # a fixed backbone, so the app and the bundle run share every weight
     torch.save(load_clip("sdmad-tiny")[0].state_dict(), backbone)
-    conf = {"bundle_root": str(REPO_ROOT), "model": str(root / "model.pt"), "model_name": "sdmad-tiny",
-            "pretrained": str(backbone), "max_epochs": "3", "slices": "[5]"}
-    return {"root": root, "studies": studies, "app": app, "conf": conf, "labelled": chosen, "dicom": dicom,
-            "labels": labels, "phantom": phantom_dir}
+    conf = {
+        "bundle_root": str(REPO_ROOT),
+        "model": str(root / "model.pt"),
+        "model_name": "sdmad-tiny",
+        "pretrained": str(backbone),
+        "max_epochs": "3",
+        "slices": "[5]",
+    }
+    return {
+        "root": root,
+        "studies": studies,
+        "app": app,
+        "conf": conf,
+        "labelled": chosen,
+        "dicom": dicom,
+        "labels": labels,
+        "phantom": phantom_dir,
+    }
 
 
 def label_file(folder: Path, name: str, categories: list[str]) -> Path:
@@ -90,8 +105,22 @@ def live_server(setup: dict, env: dict[str, str], timeout: float = 60) -> Iterat
     from sdmad.label import SERVER_APP
 
     port = free_port()
-    command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(setup["app"]), "--studies",
-               str(setup["studies"]), "--host", "127.0.0.1", "--port", str(port), "--uvicorn_app", SERVER_APP]
+    command = [
+        sys.executable,
+        "-m",
+        "monailabel.main",
+        "start_server",
+        "--app",
+        str(setup["app"]),
+        "--studies",
+        str(setup["studies"]),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--uvicorn_app",
+        SERVER_APP,
+    ]
     for key, value in setup["conf"].items():
         command += ["--conf", key, value]
     log = open(setup["root"] / "server.log", "w")

@@ -103,8 +103,10 @@ def test_active_learning_answers_from_the_cache_at_once(client, setup):
 def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup):
     for name in setup["labelled"]:
         with open(label_file(setup["root"], name, setup["labels"][name]), "rb") as handle:
-            response = client.put(f"/datastore/label?image={name}&tag=final",
-                                  files={"label": (f"{name}.label.json", handle, "application/json")})
+            response = client.put(
+                f"/datastore/label?image={name}&tag=final",
+                files={"label": (f"{name}.label.json", handle, "application/json")},
+            )
         assert response.status_code == 200, response.text
     from monailabel.interfaces.utils.app import app_instance
 

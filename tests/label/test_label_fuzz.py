@@ -28,8 +28,10 @@ VALID_CATEGORIES = ["Craniotomy"]
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every file under ``folder`` (folders as empty entries)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 class Fuzzer:
@@ -90,8 +92,10 @@ def fuzz(phantom_dir, tmp_path_factory):
         fuzzer.top_level = sorted(p.name for p in root.iterdir())
         fuzzer.temporary = {p for p in scratch.iterdir() if p.suffix == ".json" or p.name.startswith("sdmad-label-")}
         yield fuzzer
-    print(f"\nfuzz: {fuzzer.requests} requests in {fuzzer.groups} attack groups, {time.monotonic() - started:.1f} s "
-          f"(server start included); statuses {dict(sorted(fuzzer.statuses.items()))}")
+    print(
+        f"\nfuzz: {fuzzer.requests} requests in {fuzzer.groups} attack groups, {time.monotonic() - started:.1f} s "
+        f"(server start included); statuses {dict(sorted(fuzzer.statuses.items()))}"
+    )
 
 
 def scan(fuzz) -> bytes:
@@ -101,8 +105,20 @@ def scan(fuzz) -> bytes:
 def test_uploads_stay_inside_the_studies_folder(fuzz):
     sentinel, nifti = fuzz.sentinel, scan(fuzz)
     fuzz.expect(415, "PUT", f"/datastore/image?image={sentinel}/victim", files={"file": ("x.txt", b"overwritten")})
-    for image in (f"{sentinel}/victim", "../sentinel/victim", "..%2Fsentinel%2Fvictim", ".", "..", "a/b", "a\\b",
-                  ".hidden", " x", "x" * 200, "%00x", "~"):
+    for image in (
+        f"{sentinel}/victim",
+        "../sentinel/victim",
+        "..%2Fsentinel%2Fvictim",
+        ".",
+        "..",
+        "a/b",
+        "a\\b",
+        ".hidden",
+        " x",
+        "x" * 200,
+        "%00x",
+        "~",
+    ):
         fuzz.expect(400, "PUT", f"/datastore/image?image={image}", files={"file": ("x.nii.gz", nifti)})
     for name in ("x.txt", "x.nii.txt", "x.zip", "x.dcm", "x.dicom", "x" * 300, "nosuffix"):
         fuzz.expect(415, "PUT", "/datastore/image", files={"file": (name, nifti)})
@@ -110,7 +126,9 @@ def test_uploads_stay_inside_the_studies_folder(fuzz):
     fuzz.expect(400, "PUT", "/datastore/?image=../sentinel/x", files={"file": ("x.nii.gz", nifti)})  # client's path
     for name in ("../sentinel/from_name.nii.gz", f"{sentinel}/from_abs_name.nii.gz"):  # the base name is the id
         assert fuzz.expect(200, "PUT", "/datastore/image", files={"file": (name, nifti)}).json()["image"] in (
-            "from_name", "from_abs_name")
+            "from_name",
+            "from_abs_name",
+        )
     assert (fuzz.setup["studies"] / "from_name.nii.gz").is_file()
     fuzz.end_group()
 
@@ -118,8 +136,13 @@ def test_uploads_stay_inside_the_studies_folder(fuzz):
 def test_uploads_must_be_readable_scans(fuzz):
     listing = f"{fuzz.sentinel}/victim.nii.gz\n{fuzz.sentinel}/victim.txt\n".encode()
     fuzz.expect(415, "PUT", "/datastore/image?image=a_list", files={"file": ("list.txt", listing)})
-    for name, content in (("list.nii.gz", listing), ("bad.h5", b"garbage"), ("bad.png", b"\x89PNG garbage"),
-                          ("cut.nii.gz", scan(fuzz)[:2000]), ("empty.nii", b"")):
+    for name, content in (
+        ("list.nii.gz", listing),
+        ("bad.h5", b"garbage"),
+        ("bad.png", b"\x89PNG garbage"),
+        ("cut.nii.gz", scan(fuzz)[:2000]),
+        ("empty.nii", b""),
+    ):
         detail = fuzz.expect(422, "PUT", "/datastore/image", files={"file": (name, content)}).json()["detail"]
         assert str(fuzz.sentinel) not in detail and str(fuzz.setup["studies"]) not in detail  # nothing echoed
     ids = fuzz.send("GET", "/datastore/?output=all").json()["objects"]
@@ -136,14 +159,24 @@ def test_labels_are_validated_and_stay_inside(fuzz, tmp_path):
         fuzz.expect(400, "PUT", f"/datastore/label?image={study}&tag={tag}", files={"label": ("l.json", good)})
     for image in ("no_such_study", "../sentinel/victim", f"{fuzz.sentinel}/victim"):
         fuzz.expect(404, "PUT", f"/datastore/label?image={image}&tag=final", files={"label": ("l.json", good)})
-    for content in (b"not json", b'{"labels": []}', b'{"categories": ["Bogus"]}', b'{"categories": "Craniotomy"}',
-                    b"\xff\xfe\x00garbage", b"[]"):
+    for content in (
+        b"not json",
+        b'{"labels": []}',
+        b'{"categories": ["Bogus"]}',
+        b'{"categories": "Craniotomy"}',
+        b"\xff\xfe\x00garbage",
+        b"[]",
+    ):
         fuzz.expect(422, "PUT", f"/datastore/label?image={study}&tag=final", files={"label": ("l.json", content)})
     fuzz.expect(415, "PUT", f"/datastore/label?image={study}&tag=final", files={"label": ("l.txt", good)})
     fuzz.expect(422, "PUT", f"/datastore/label?image={study}&tag=final", files={"label": ("v.nii.gz", scan(fuzz))})
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "small.nii.gz")
-    fuzz.expect(422, "PUT", f"/datastore/label?image={study}&tag=seg",
-                files={"label": ("small.nii.gz", (tmp_path / "small.nii.gz").read_bytes())})
+    fuzz.expect(
+        422,
+        "PUT",
+        f"/datastore/label?image={study}&tag=seg",
+        files={"label": ("small.nii.gz", (tmp_path / "small.nii.gz").read_bytes())},
+    )
     fuzz.expect(200, "PUT", f"/datastore/label?image={study}&tag=seg", files={"label": ("v.nii.gz", scan(fuzz))})
     fuzz.end_group()
 
@@ -194,8 +227,9 @@ def test_malformed_requests_and_other_endpoints_answer_json(fuzz):
     fuzz.expect(400, "PUT", f"/datastore/image/info?image={study}", data={"info": "[1]"})
     fuzz.expect(404, "PUT", "/datastore/image/info?image=../x", data={"info": "{}"})
     fuzz.expect(404, "PUT", "/datastore/label/info?label=x&tag=y", data={"info": "{}"})
-    fuzz.expect(400, "PUT", f"/datastore/image?image={study}", data={"params": "{bad"},
-                files={"file": ("x.nii.gz", scan(fuzz))})
+    fuzz.expect(
+        400, "PUT", f"/datastore/image?image={study}", data={"params": "{bad"}, files={"file": ("x.nii.gz", scan(fuzz))}
+    )
     fuzz.expect(404, "POST", "/activelearning/no_such_strategy", json={})
     fuzz.expect(422, "POST", "/activelearning/sdmad_uncertainty", json=[1])
     fuzz.expect(404, "GET", "/model/sdmad")  # zero-shot: no model file yet
@@ -217,8 +251,12 @@ def test_an_existing_study_is_replaced_only_when_asked(fuzz):
     studies, nifti = fuzz.setup["studies"], scan(fuzz)
     other = (studies / f"{fuzz.setup['labelled'][2]}.nii.gz").read_bytes()
     fuzz.expect(200, "PUT", "/datastore/image?image=replaced_study", files={"file": ("x.nii.gz", nifti)})
-    fuzz.expect(200, "PUT", "/datastore/label?image=replaced_study&tag=final",
-                files={"label": ("l.json", b'{"categories": []}')})
+    fuzz.expect(
+        200,
+        "PUT",
+        "/datastore/label?image=replaced_study&tag=final",
+        files={"label": ("l.json", b'{"categories": []}')},
+    )
     fuzz.expect(409, "PUT", "/datastore/image?image=replaced_study", files={"file": ("x.nii.gz", other)})
     fuzz.expect(409, "PUT", "/datastore/image?image=replaced_study", files={"file": ("x.png", b"other format")})
     assert (studies / "replaced_study.nii.gz").read_bytes() == nifti
@@ -243,15 +281,27 @@ def test_web_pages_of_other_sites_are_refused(fuzz):
     fuzz.expect(403, "GET", "/info/", headers={"Origin": "null"})
     fuzz.expect(404, "GET", "/train/")  # none of these started a training
     host = str(fuzz.client.base_url).removeprefix("http://")
-    assert "access-control-allow-origin" not in fuzz.expect(200, "GET", "/info/",
-                                                            headers={"Origin": f"http://{host}"}).headers
+    assert (
+        "access-control-allow-origin"
+        not in fuzz.expect(200, "GET", "/info/", headers={"Origin": f"http://{host}"}).headers
+    )
     fuzz.end_group()
 
 
 def test_one_training_at_a_time_and_options_checked_first(fuzz):
-    for params in ({"shots": 0}, {"shots": -1}, {"shots": "x"}, {"shots": True}, {"max_epochs": 0},
-                   {"max_epochs": 4}, {"max_epochs": 10**9}, {"learning_rate": 0}, {"learning_rate": "abc"},
-                   {"shots": 9}, {"unknown_option": 1}):
+    for params in (
+        {"shots": 0},
+        {"shots": -1},
+        {"shots": "x"},
+        {"shots": True},
+        {"max_epochs": 0},
+        {"max_epochs": 4},
+        {"max_epochs": 10**9},
+        {"learning_rate": 0},
+        {"learning_rate": "abc"},
+        {"shots": 9},
+        {"unknown_option": 1},
+    ):
         fuzz.expect(422, "POST", "/train/sdmad", json=params)
     fuzz.expect(422, "POST", "/train/sdmad", json=[1])
     fuzz.expect(400, "POST", "/train/sdmad?run_sync=true", json={"max_epochs": 1})
@@ -279,8 +329,9 @@ def test_one_training_at_a_time_and_options_checked_first(fuzz):
     assert len(fuzz.expect(200, "GET", "/train/?all=true").json()) == 1  # exactly one run
     fuzz.expect(200, "POST", "/train/sdmad", json={"max_epochs": 1})  # the lock was released
     fuzz.expect(200, "DELETE", "/train/")
-    fuzz.expect(404, "DELETE", "/train/") if fuzz.send("GET", "/train/?check_if_running=true").status_code == 404 \
-        else None
+    fuzz.expect(404, "DELETE", "/train/") if fuzz.send(
+        "GET", "/train/?check_if_running=true"
+    ).status_code == 404 else None
     fuzz.end_group()
 
 

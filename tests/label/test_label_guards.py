@@ -34,8 +34,9 @@ def test_plain_names_are_accepted(name):
     assert plain_name(name, "image id") == name
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a..b", ".hidden", "-x", "a/b", "a\\b", "/abs", "x" * 129, "a b",
-                                  "a\x00b", "é", None, 3])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "a..b", ".hidden", "-x", "a/b", "a\\b", "/abs", "x" * 129, "a b", "a\x00b", "é", None, 3]
+)
 def test_other_names_are_refused(name):
     with pytest.raises(BadRequest, match="not a plain name"):
         plain_name(name, "image id")
@@ -65,12 +66,20 @@ def test_a_folder_with_colliding_or_unusable_ids_is_refused_at_start_up(tmp_path
     with pytest.raises(StudyFolderError) as refused:
         StudiesDatastore(studies, ["Craniotomy"], auto_reload=False)
     message = str(refused.value)
-    for expected in ("id 'scan' is shared by ['scan.h5', 'scan.png']", "id 'series' is shared by",
-                     "patient 1.nii.gz: the id 'patient 1' is not a plain name", "linked.nii.gz: resolves outside"):
+    for expected in (
+        "id 'scan' is shared by ['scan.h5', 'scan.png']",
+        "id 'series' is shared by",
+        "patient 1.nii.gz: the id 'patient 1' is not a plain name",
+        "linked.nii.gz: resolves outside",
+    ):
         assert expected in message
     assert "ok.nii.gz" not in message and "hidden" not in message and "notes" not in message
-    result = subprocess.run([sys.executable, str(SERVE), "--studies", str(studies), "--port", "9"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(SERVE), "--studies", str(studies), "--port", "9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "sdmad: error:" in result.stderr and "id 'scan' is shared" in result.stderr
 
 
@@ -81,9 +90,17 @@ def test_unsafe_entries_of_an_old_index_are_dropped(tmp_path):
     studies.mkdir()
     (tmp_path / "victim.nii.gz").write_bytes(b"")
     entry = {"image": {"ext": ".nii.gz", "info": {}}, "labels": {"../../x": {"ext": ".txt", "info": {}}}}
-    index = {"name": "old", "description": "written by an unguarded server", "images_dir": ".", "labels_dir": "labels",
-             "objects": {"../victim": entry, str(tmp_path / "victim"): entry, "text_list": {
-                 "image": {"ext": ".txt", "info": {}}}}}
+    index = {
+        "name": "old",
+        "description": "written by an unguarded server",
+        "images_dir": ".",
+        "labels_dir": "labels",
+        "objects": {
+            "../victim": entry,
+            str(tmp_path / "victim"): entry,
+            "text_list": {"image": {"ext": ".txt", "info": {}}},
+        },
+    }
     (studies / "datastore_v2.json").write_text(json.dumps(index))
     datastore = StudiesDatastore(studies, ["Craniotomy"], auto_reload=False)
     assert datastore.list_images() == []

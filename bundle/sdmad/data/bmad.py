@@ -40,8 +40,12 @@ def bmad_items(root: str | Path, name: str, split: str) -> list[dict]:
         if not image_dir.is_dir():
             raise DataError(f"{image_dir}: BMAD image folder not found")
         for image in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            item = {"image": str(image), "label": np.array([float(abnormal)], dtype=np.float32),
-                    "group": f"{kind}/{image.stem}", "id": f"{name}/{split}/{kind}/{image.name}"}
+            item = {
+                "image": str(image),
+                "label": np.array([float(abnormal)], dtype=np.float32),
+                "group": f"{kind}/{image.stem}",
+                "id": f"{name}/{split}/{kind}/{image.name}",
+            }
             if has_masks:  # a normal image's mask is empty: None (no file)
                 mask = base / kind / "anomaly_mask" / image.name
                 if abnormal and not mask.is_file():

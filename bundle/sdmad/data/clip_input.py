@@ -40,8 +40,10 @@ def stack_slices(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Te
     images = [torch.as_tensor(image) for image in images]
     if not bool((shapes == shapes[0]).all()):
         channels, rows, columns = shapes.max(dim=0).values.tolist()
-        images = [F.pad(image, (0, columns - image.shape[2], 0, rows - image.shape[1], 0, channels - image.shape[0]))
-                  for image in images]
+        images = [
+            F.pad(image, (0, columns - image.shape[2], 0, rows - image.shape[1], 0, channels - image.shape[0]))
+            for image in images
+        ]
     return default_collate(images), shapes
 
 
@@ -80,8 +82,14 @@ class CLIPInput:
         mean, std: the backbone's normalisation statistics per RGB channel.
     """
 
-    def __init__(self, image_size: int = 240, lower_percentile: float = 0.5, upper_percentile: float = 99.5,
-                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD):
+    def __init__(
+        self,
+        image_size: int = 240,
+        lower_percentile: float = 0.5,
+        upper_percentile: float = 99.5,
+        mean: Sequence[float] = CLIP_MEAN,
+        std: Sequence[float] = CLIP_STD,
+    ):
         self.image_size, self.lower, self.upper = image_size, lower_percentile, upper_percentile
         self.mean, self.std = tuple(mean), tuple(std)
         # MONAI's transforms on a channel-first `[N, H, W]` treat the N slices as channels: one call per group
@@ -93,8 +101,12 @@ class CLIPInput:
         count, channels = images.shape[:2]
         planes = percentile_scale(images.reshape(count * channels, *images.shape[2:]), self.lower, self.upper)
         # anti-aliasing convolves in float32: cuDNN's default TF32 (10-bit mantissa) would cost 1e-3
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
-                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+        with torch.backends.cudnn.flags(
+            enabled=torch.backends.cudnn.enabled,
+            benchmark=torch.backends.cudnn.benchmark,
+            deterministic=torch.backends.cudnn.deterministic,
+            allow_tf32=False,
+        ):
             planes = convert_to_tensor(self._pad(self._resize(planes)), track_meta=False)
         planes = planes.reshape(count, channels, self.image_size, self.image_size)
         if channels == 1:
@@ -134,8 +146,9 @@ class PrepareSlices:
     def __init__(self, clip_input: CLIPInput):
         self.clip_input = clip_input
 
-    def __call__(self, batch: dict[str, Any], device: torch.device | str | None = None, non_blocking: bool = False,
-                 **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def __call__(
+        self, batch: dict[str, Any], device: torch.device | str | None = None, non_blocking: bool = False, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         images = torch.as_tensor(batch["image"]).to(device, non_blocking=non_blocking)
         images = self.clip_input(images, batch.get(SHAPE_KEY))
         label = batch.get("label")

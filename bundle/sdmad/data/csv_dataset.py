@@ -1,8 +1,8 @@
 """A generic multi-label CSV: one row per scan, a path column and a label column.
 
-    path,labels,patient
-    scans/a.nii.gz,Craniotomy|Enlarged ventricles,P001
-    scans/b/,normal,P002          (a DICOM series folder)
+path,labels,patient
+scans/a.nii.gz,Craniotomy|Enlarged ventricles,P001
+scans/b/,normal,P002          (a DICOM series folder)
 """
 
 from __future__ import annotations
@@ -15,9 +15,16 @@ from sdmad.data.errors import DataError
 from sdmad.data.items import multi_hot
 
 
-def csv_items(csv_path: str | Path, categories: Sequence[str], path_column: str = "path",
-              label_column: str = "labels", separator: str = "|", normal_token: str = "normal",
-              group_column: str | None = None, root: str | Path | None = None) -> list[dict]:
+def csv_items(
+    csv_path: str | Path,
+    categories: Sequence[str],
+    path_column: str = "path",
+    label_column: str = "labels",
+    separator: str = "|",
+    normal_token: str = "normal",
+    group_column: str | None = None,
+    root: str | Path | None = None,
+) -> list[dict]:
     """Read a multi-label CSV into items.
 
     Args:
@@ -51,8 +58,14 @@ def csv_items(csv_path: str | Path, categories: Sequence[str], path_column: str 
             if not value:
                 raise DataError(f"{where}: empty label (use '{normal_token}' for a normal scan)")
             labels = [] if value == normal_token else [label.strip() for label in value.split(separator)]
-            items.append({"image": str(path), "label": multi_hot(labels, categories, where),
-                          "group": row[group_column] if group_column else str(path), "id": row[path_column]})
+            items.append(
+                {
+                    "image": str(path),
+                    "label": multi_hot(labels, categories, where),
+                    "group": row[group_column] if group_column else str(path),
+                    "id": row[path_column],
+                }
+            )
     if not items:
         raise DataError(f"{csv_path}: no rows")
     return items

@@ -32,8 +32,14 @@ logger = logging.getLogger(__name__)
 PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 POSITION_DECIMALS = 2  # mm: positions closer than 0.01 mm are the same slice position
 # Attributes that tell the volumes of a 4-D series apart, most specific first.
-VOLUME_ATTRIBUTES = ("TemporalPositionIdentifier", "AcquisitionNumber", "DiffusionBValue", "EchoNumbers",
-                     "TriggerTime", "SeriesNumber")
+VOLUME_ATTRIBUTES = (
+    "TemporalPositionIdentifier",
+    "AcquisitionNumber",
+    "DiffusionBValue",
+    "EchoNumbers",
+    "TriggerTime",
+    "SeriesNumber",
+)
 
 
 def has_pixels(dataset: pydicom.Dataset) -> bool:
@@ -58,8 +64,11 @@ def read_headers(path: str | Path, recursive: bool = False) -> list[tuple[Path, 
     """The DICOM headers of a file or of the files of a folder (and its subfolders when ``recursive``); large
     values such as the pixels stay on disk."""
     path = Path(path)
-    files = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file()) if path.is_dir() \
+    files = (
+        sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file())
+        if path.is_dir()
         else [path]
+    )
     headers = []
     for file in files:
         if not pydicom.misc.is_dicom(file):
@@ -94,8 +103,10 @@ def mosaic_problem(file: str | Path, dataset: pydicom.Dataset) -> str | None:
     if not count:
         return None
     tiles = f"{count} slices" if count > 0 else "several slices"
-    return (f"{file}: a Siemens mosaic ({tiles} tiled in one image); SD-MAD does not demosaic: convert the series "
-            f"with dcm2niix (it demosaics with the CSA geometry) and score the NIfTI")
+    return (
+        f"{file}: a Siemens mosaic ({tiles} tiled in one image); SD-MAD does not demosaic: convert the series "
+        f"with dcm2niix (it demosaics with the CSA geometry) and score the NIfTI"
+    )
 
 
 def four_d_problem(where: str | Path, datasets: Sequence[pydicom.Dataset]) -> str | None:
@@ -110,16 +121,24 @@ def four_d_problem(where: str | Path, datasets: Sequence[pydicom.Dataset]) -> st
     if max(repeats) == 1:
         return None
     group = max(positions.values(), key=len)
-    found = next(((name, sorted({str(getattr(d, name, "")) for d in group})) for name in VOLUME_ATTRIBUTES
-                  if len({str(getattr(d, name, "")) for d in group}) > 1), None)
+    found = next(
+        (
+            (name, sorted({str(getattr(d, name, "")) for d in group}))
+            for name in VOLUME_ATTRIBUTES
+            if len({str(getattr(d, name, "")) for d in group}) > 1
+        ),
+        None,
+    )
     if found:
         apart = f", told apart by {found[0]}: {', '.join(found[1][:8])}{' ...' if len(found[1]) > 8 else ''}"
         choose = f"put the images of one {found[0]} in their own folder"
     else:
         apart, choose = ", no attribute tells them apart", "put the images of one volume in their own folder"
-    return (f"{where}: a 4-D series: {len(datasets)} images at {len(positions)} slice positions ({max(repeats)} "
-            f"volumes{apart}); SD-MAD scores 3-D volumes: {choose} (or export one volume, e.g. with dcm2niix) and "
-            f"score that")
+    return (
+        f"{where}: a 4-D series: {len(datasets)} images at {len(positions)} slice positions ({max(repeats)} "
+        f"volumes{apart}); SD-MAD scores 3-D volumes: {choose} (or export one volume, e.g. with dcm2niix) and "
+        f"score that"
+    )
 
 
 def check_image_series(where: str | Path, headers: Iterable[tuple[Any, pydicom.Dataset]]) -> None:
@@ -127,8 +146,10 @@ def check_image_series(where: str | Path, headers: Iterable[tuple[Any, pydicom.D
     headers = list(headers)
     for file, dataset in headers:
         if not has_pixels(dataset):
-            raise DataError(f"{file}: DICOM image file ({sop_class_name(dataset)}) has no pixel data (no PixelData "
-                            f"element); re-export the series")
+            raise DataError(
+                f"{file}: DICOM image file ({sop_class_name(dataset)}) has no pixel data (no PixelData "
+                f"element); re-export the series"
+            )
         problem = mosaic_problem(file, dataset)
         if problem:
             raise DataError(problem)
@@ -154,8 +175,12 @@ def choose_series(path: str | Path, series_uid: str | None = None) -> tuple[str,
     images = [(file, d) for file, d in headers if not is_non_image_object(d)]
     if non_image:
         kinds = Counter(sop_class_name(d) for _, d in non_image)
-        logger.info("%s: skipped %d non-image DICOM object(s): %s", path, len(non_image),
-                    ", ".join(f"{name} ({count})" for name, count in sorted(kinds.items())))
+        logger.info(
+            "%s: skipped %d non-image DICOM object(s): %s",
+            path,
+            len(non_image),
+            ", ".join(f"{name} ({count})" for name, count in sorted(kinds.items())),
+        )
     if not images:
         kinds = ", ".join(sorted({sop_class_name(d) for _, d in headers}))
         raise DataError(f"{path}: holds no DICOM image (only {kinds}); point to the folder of an image series")
@@ -163,11 +188,14 @@ def choose_series(path: str | Path, series_uid: str | None = None) -> tuple[str,
     for file, dataset in images:
         by_series[series_uid_of(dataset)].append((file, dataset))
     if series_uid is None and len(by_series) > 1:
-        listing = ", ".join(f"{uid} ({len(files)} files, "
-                            f"{getattr(files[0][1], 'SeriesDescription', '') or 'no description'})"
-                            for uid, files in sorted(by_series.items()))
-        raise DataError(f"{path}: holds {len(by_series)} DICOM image series; choose one with --series_uid <UID> "
-                        f"(inference) or the item key series_uid: {listing}")
+        listing = ", ".join(
+            f"{uid} ({len(files)} files, {getattr(files[0][1], 'SeriesDescription', '') or 'no description'})"
+            for uid, files in sorted(by_series.items())
+        )
+        raise DataError(
+            f"{path}: holds {len(by_series)} DICOM image series; choose one with --series_uid <UID> "
+            f"(inference) or the item key series_uid: {listing}"
+        )
     if series_uid is not None and series_uid not in by_series:
         raise DataError(f"{path}: has no image series {series_uid} (image series present: {sorted(by_series)})")
     chosen = series_uid or next(iter(by_series))

@@ -53,7 +53,7 @@ def rss_from_kspace(kspace: np.ndarray, recon_size: tuple[int, int] | None) -> n
     if recon_size is not None:
         rows, cols = recon_size
         top, left = (rss.shape[-2] - rows) // 2, (rss.shape[-1] - cols) // 2
-        rss = rss[..., top:top + rows, left:left + cols]
+        rss = rss[..., top : top + rows, left : left + cols]
     return rss.astype(np.float32)
 
 
@@ -112,16 +112,20 @@ class FastMRIH5Reader(ImageReader):
         try:
             handle = h5py.File(img.path, "r")
         except OSError as err:
-            raise DataError(f"{img.path}: cannot be opened as an HDF5 (fastMRI .h5) file ({err}); the file is corrupt "
-                            f"or truncated: download it again, or leave it out") from err
+            raise DataError(
+                f"{img.path}: cannot be opened as an HDF5 (fastMRI .h5) file ({err}); the file is corrupt "
+                f"or truncated: download it again, or leave it out"
+            ) from err
         with handle:
             has_rss, has_kspace = "reconstruction_rss" in handle, "kspace" in handle
             use_rss = has_rss and self.source in ("auto", "reconstruction_rss")
             if self.source == "reconstruction_rss" and not has_rss:
                 raise DataError(f"{img.path}: has no 'reconstruction_rss' dataset (datasets: {list(handle)})")
             if not use_rss and not has_kspace:
-                raise DataError(f"{img.path}: has neither 'reconstruction_rss' nor 'kspace' "
-                                f"(datasets: {list(handle)}); not a fastMRI file?")
+                raise DataError(
+                    f"{img.path}: has neither 'reconstruction_rss' nor 'kspace' "
+                    f"(datasets: {list(handle)}); not a fastMRI file?"
+                )
             dataset = handle["reconstruction_rss" if use_rss else "kspace"]
             indices = self._slice_indices(img.path, dataset.shape[0], img.slices)
             if use_rss:
@@ -132,9 +136,12 @@ class FastMRIH5Reader(ImageReader):
         volume = np.ascontiguousarray(images.transpose(1, 2, 0))  # [s, row, col] -> [row, col, s]
         affine = H5_AFFINE.copy()
         meta = {
-            MetaKeys.AFFINE: affine, MetaKeys.ORIGINAL_AFFINE: affine.copy(),
-            MetaKeys.SPATIAL_SHAPE: np.asarray(volume.shape), MetaKeys.ORIGINAL_CHANNEL_DIM: "no_channel",
-            MetaKeys.SPACE: SpaceKeys.RAS, "slice_indices": indices,
+            MetaKeys.AFFINE: affine,
+            MetaKeys.ORIGINAL_AFFINE: affine.copy(),
+            MetaKeys.SPATIAL_SHAPE: np.asarray(volume.shape),
+            MetaKeys.ORIGINAL_CHANNEL_DIM: "no_channel",
+            MetaKeys.SPACE: SpaceKeys.RAS,
+            "slice_indices": indices,
             "h5_source": "reconstruction_rss" if use_rss else "kspace (root-sum-of-squares)",
         }
         return volume, meta

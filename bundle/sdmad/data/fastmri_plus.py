@@ -116,8 +116,9 @@ def fastmri_plus_slice_labels(
         if int(row["slice"]) == slice_index or (is_study_level and study_level == "all_slices"):
             found[row["file"]].add(row["label"])
             if row["x"]:
-                boxes[row["file"]].append(Box(int(row["x"]), int(row["y"]), int(row["width"]), int(row["height"]),
-                                              row["label"]))
+                boxes[row["file"]].append(
+                    Box(int(row["x"]), int(row["y"]), int(row["width"]), int(row["height"]), row["label"])
+                )
     chosen, excluded = set(categories), {}
     labels = {}
     for name in files:
@@ -157,25 +158,48 @@ def fastmri_plus_items(data_dir: str | Path, labels: SliceLabels) -> list[dict]:
         if path is None:
             missing += 1
             continue
-        items.append({"image": str(path), "slices": [labels.slice_index], "label": multi_hot(found, labels.categories),
-                      "group": name, "id": f"{name}#{labels.slice_index}"})
+        items.append(
+            {
+                "image": str(path),
+                "slices": [labels.slice_index],
+                "label": multi_hot(found, labels.categories),
+                "group": name,
+                "id": f"{name}#{labels.slice_index}",
+            }
+        )
     if not items:
-        raise DataError(f"{data_dir}: none of the {len(labels.labels)} fastMRI+ files of slice {labels.slice_index} "
-                        f"is there (expected <file>.h5, a DICOM folder <file>/ or <file>.nii.gz)")
+        raise DataError(
+            f"{data_dir}: none of the {len(labels.labels)} fastMRI+ files of slice {labels.slice_index} "
+            f"is there (expected <file>.h5, a DICOM folder <file>/ or <file>.nii.gz)"
+        )
     if missing:
-        logger.info("fastMRI+ slice %d: %d files found in %s, %d listed files absent (skipped)",
-                    labels.slice_index, len(items), data_dir, missing)
+        logger.info(
+            "fastMRI+ slice %d: %d files found in %s, %d listed files absent (skipped)",
+            labels.slice_index,
+            len(items),
+            data_dir,
+            missing,
+        )
     rare = labels.rare_categories()
     if rare:
-        logger.warning("fastMRI+ slice %d: categories with fewer than %d positive files: %s", labels.slice_index,
-                       RARE_CATEGORY_THRESHOLD, rare)
+        logger.warning(
+            "fastMRI+ slice %d: categories with fewer than %d positive files: %s",
+            labels.slice_index,
+            RARE_CATEGORY_THRESHOLD,
+            rare,
+        )
     return items
 
 
-def fastmri_plus_dataset_items(data_dir: str | Path, brain_csv: str | Path, file_list: str | Path, slice_index: int,
-                               categories: Sequence[str] = DEFAULT_CATEGORIES, study_level: str = "slice0",
-                               other_labels: str = "exclude") -> list[dict]:
+def fastmri_plus_dataset_items(
+    data_dir: str | Path,
+    brain_csv: str | Path,
+    file_list: str | Path,
+    slice_index: int,
+    categories: Sequence[str] = DEFAULT_CATEGORIES,
+    study_level: str = "slice0",
+    other_labels: str = "exclude",
+) -> list[dict]:
     """Config entry point: labels of one slice task joined with the user's files."""
     labels = fastmri_plus_slice_labels(brain_csv, file_list, slice_index, categories, study_level, other_labels)
     return fastmri_plus_items(data_dir, labels)
-

@@ -13,8 +13,14 @@ from sdmad.data.errors import DataError
 from sdmad.data.items import with_array_labels
 
 
-def sample_few_shot(items: list[dict], categories: Sequence[str], shots: int, normal_shots: int | None = None,
-                    seed: int = 0, output_file: str | Path | None = None) -> list[dict]:
+def sample_few_shot(
+    items: list[dict],
+    categories: Sequence[str],
+    shots: int,
+    normal_shots: int | None = None,
+    seed: int = 0,
+    output_file: str | Path | None = None,
+) -> list[dict]:
     """Choose the few-shot training items.
 
     Categories are filled in order; an image already chosen for one category counts for all its categories, so a
@@ -39,16 +45,20 @@ def sample_few_shot(items: list[dict], categories: Sequence[str], shots: int, no
     for c, name in enumerate(categories):
         candidates = np.flatnonzero(labels[:, c] > 0)
         if len(candidates) < shots:
-            raise DataError(f"category '{name}' has {len(candidates)} images in the training pool, fewer than the "
-                            f"{shots} shots asked for: leave it out with --categories (docs/usage.md: the paper's "
-                            f"slices 5 and 10), ask for fewer --shots, or try another --seed")
+            raise DataError(
+                f"category '{name}' has {len(candidates)} images in the training pool, fewer than the "
+                f"{shots} shots asked for: leave it out with --categories (docs/usage.md: the paper's "
+                f"slices 5 and 10), ask for fewer --shots, or try another --seed"
+            )
         have = int(sum(labels[i, c] > 0 for i in chosen))
         remaining = [i for i in rng.permutation(candidates) if i not in chosen]
-        chosen += remaining[:max(0, shots - have)]
+        chosen += remaining[: max(0, shots - have)]
     normals = np.flatnonzero(labels.sum(axis=1) == 0)
     if len(normals) < normal_shots:
-        raise DataError(f"the normal class has {len(normals)} images in the training pool, fewer than the "
-                        f"{normal_shots} shots asked for")
+        raise DataError(
+            f"the normal class has {len(normals)} images in the training pool, fewer than the "
+            f"{normal_shots} shots asked for"
+        )
     chosen += list(rng.permutation(normals)[:normal_shots])
     selected = [pool[i] for i in chosen]
     if output_file is not None:
@@ -56,8 +66,15 @@ def sample_few_shot(items: list[dict], categories: Sequence[str], shots: int, no
     return selected
 
 
-def few_shot_split(items: list[dict], categories: Sequence[str], shots: int, normal_shots: int | None = None,
-                   val_fraction: float = 0.1, seed: int = 0, require_test: bool = True) -> dict[str, list[dict]]:
+def few_shot_split(
+    items: list[dict],
+    categories: Sequence[str],
+    shots: int,
+    normal_shots: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    require_test: bool = True,
+) -> dict[str, list[dict]]:
     """The run's three item lists, split by group (file or patient), seeded.
 
     ``val`` takes about ``val_fraction`` of the groups (it only monitors training); the few-shot ``train`` items are

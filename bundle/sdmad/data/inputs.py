@@ -13,8 +13,9 @@ from sdmad.data.loading import DICOM_SUFFIXES, scan_format
 
 
 def _is_series_folder(folder: Path) -> bool:
-    return any(p.is_file() and (p.name.lower().endswith(DICOM_SUFFIXES) or pydicom.misc.is_dicom(p))
-               for p in folder.iterdir())
+    return any(
+        p.is_file() and (p.name.lower().endswith(DICOM_SUFFIXES) or pydicom.misc.is_dicom(p)) for p in folder.iterdir()
+    )
 
 
 def is_scan_collection(source: Any) -> bool:

@@ -31,15 +31,19 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def scan_format(path: str | Path) -> str:
-    """"nifti", "dicom" (a file or a series folder), "h5" or "image"; an unsupported path is a DataError."""
+    """ "nifti", "dicom" (a file or a series folder), "h5" or "image"; an unsupported path is a DataError."""
     path = Path(path)
     name = path.name.lower()
     if path.is_dir():
         return "dicom"
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    for fmt, suffixes in (("nifti", NIFTI_SUFFIXES), ("h5", H5_SUFFIXES), ("dicom", DICOM_SUFFIXES),
-                          ("image", IMAGE_SUFFIXES)):
+    for fmt, suffixes in (
+        ("nifti", NIFTI_SUFFIXES),
+        ("h5", H5_SUFFIXES),
+        ("dicom", DICOM_SUFFIXES),
+        ("image", IMAGE_SUFFIXES),
+    ):
         if name.endswith(suffixes):
             return fmt
     if pydicom.misc.is_dicom(path):
@@ -77,8 +81,14 @@ class LoadScand(MapTransform):
         h5_source: "auto", "reconstruction_rss" or "kspace" (see FastMRIH5Reader).
     """
 
-    def __init__(self, keys: Sequence[Hashable] | Hashable = "image", slices_key: str = "slices",
-                 series_key: str = "series_uid", h5_source: str = "auto", allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: Sequence[Hashable] | Hashable = "image",
+        slices_key: str = "slices",
+        series_key: str = "series_uid",
+        h5_source: str = "auto",
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.slices_key, self.series_key, self.h5_source = slices_key, series_key, h5_source
         self._loader = LoadImage(image_only=True, ensure_channel_first=True)
@@ -100,8 +110,10 @@ class LoadScand(MapTransform):
             image = MetaTensor(image.as_tensor().transpose(1, 2), meta=dict(image.meta))
             image.affine = torch.eye(4, dtype=torch.float64)  # a 2-D image is displayed as stored
         if fmt == "nifti" and image.ndim == 4 and image.shape[0] > 1:
-            raise DataError(f"{path}: a 4-D NIfTI ({image.shape[0]} volumes of {tuple(image.shape[1:])}); SD-MAD "
-                            f"scores 3-D volumes: save one volume (e.g. nibabel: img.slicer[..., t]) and score that")
+            raise DataError(
+                f"{path}: a 4-D NIfTI ({image.shape[0]} volumes of {tuple(image.shape[1:])}); SD-MAD "
+                f"scores 3-D volumes: save one volume (e.g. nibabel: img.slicer[..., t]) and score that"
+            )
         return image
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -117,7 +129,9 @@ class LoadScand(MapTransform):
             except DataError:
                 raise
             except Exception as err:  # readers raise EOFError, zlib.error, RuntimeError, ... for corrupt files
-                raise DataError(f"{path}: cannot be read as {fmt} ({type(err).__name__}: {err}); the file is corrupt, "
-                                f"truncated or not {fmt}: re-export it, or leave it out") from err
+                raise DataError(
+                    f"{path}: cannot be read as {fmt} ({type(err).__name__}: {err}); the file is corrupt, "
+                    f"truncated or not {fmt}: re-export it, or leave it out"
+                ) from err
             item[key] = self._as_read(image, path, fmt)
         return item

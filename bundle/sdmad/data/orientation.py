@@ -31,7 +31,7 @@ SPACING_TOLERANCE = 0.01  # relative: spacings this close are equal, and the axi
 
 
 def acquisition_plane(affine: Any) -> str:
-    """"axial", "coronal" or "sagittal" from a RAS affine: the plane normal to the voxel axis of largest spacing."""
+    """ "axial", "coronal" or "sagittal" from a RAS affine: the plane normal to the voxel axis of largest spacing."""
     affine = np.asarray(torch.as_tensor(affine).double())[:3, :3]
     spacing = np.linalg.norm(affine, axis=0)
     direction = np.abs(affine).argmax(axis=0)  # the world axis (R, A, S) each voxel axis mostly follows

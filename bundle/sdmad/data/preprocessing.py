@@ -40,14 +40,26 @@ def scan_transforms(keys: Sequence[str] = ("image",), slices: SliceSpec = "all",
     return Compose([*scan_to_slices(keys, slices, h5_source), SliceTensord(keys=keys)])
 
 
-def per_slice_reference(keys: Sequence[str] = ("image",), image_size: int = 240, lower_percentile: float = 0.5,
-                        upper_percentile: float = 99.5, mean: Sequence[float] = CLIP_MEAN,
-                        std: Sequence[float] = CLIP_STD) -> list:
+def per_slice_reference(
+    keys: Sequence[str] = ("image",),
+    image_size: int = 240,
+    lower_percentile: float = 0.5,
+    upper_percentile: float = 99.5,
+    mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> list:
     """The same slice -> CLIP input steps as ``CLIPInput``, one slice at a time with MONAI's dictionary transforms
     on the CPU: the definition the batched path is tested against, and the "per-slice" path of the benchmark."""
     return [
-        ScaleIntensityRangePercentilesd(keys=keys, lower=lower_percentile, upper=upper_percentile, b_min=0.0,
-                                        b_max=1.0, clip=True, channel_wise=True),
+        ScaleIntensityRangePercentilesd(
+            keys=keys,
+            lower=lower_percentile,
+            upper=upper_percentile,
+            b_min=0.0,
+            b_max=1.0,
+            clip=True,
+            channel_wise=True,
+        ),
         Resized(keys=keys, spatial_size=image_size, size_mode="longest", mode="bilinear", anti_aliasing=True),
         SpatialPadd(keys=keys, spatial_size=(image_size, image_size), method="symmetric"),
         AsRGBd(keys=keys),

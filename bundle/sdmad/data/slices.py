@@ -53,8 +53,13 @@ class ExtractSlicesd(MapTransform):
             even when a reader returned only some slices (meta `slice_indices`).
     """
 
-    def __init__(self, keys: Sequence[Hashable] | Hashable = "image", slices: SliceSpec | Mapping = "all",
-                 slices_key: str = "slices", allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: Sequence[Hashable] | Hashable = "image",
+        slices: SliceSpec | Mapping = "all",
+        slices_key: str = "slices",
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.slices, self.slices_key = slices, slices_key
 

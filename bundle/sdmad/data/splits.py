@@ -9,8 +9,9 @@ import numpy as np
 from sdmad.data.errors import DataError
 
 
-def split_by_group(items: list[dict], fractions: Mapping[str, float], seed: int = 0,
-                   group_key: str = "group") -> dict[str, list[dict]]:
+def split_by_group(
+    items: list[dict], fractions: Mapping[str, float], seed: int = 0, group_key: str = "group"
+) -> dict[str, list[dict]]:
     """Split items into named parts of about ``fractions`` of the groups (the last part takes the rest).
 
     Example: ``split_by_group(items, {"train": 0.5, "val": 0.1, "test": 0.4}, seed=0)``.

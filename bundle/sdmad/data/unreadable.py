@@ -44,8 +44,15 @@ class RecordUnreadable:
             cause = project_error(err)
             if cause is None:
                 raise
-            return [{UNREADABLE_KEY: {"source": _source(item), "id": str(item.get("id", _source(item))),
-                                      "reason": one_line(cause)}}]
+            return [
+                {
+                    UNREADABLE_KEY: {
+                        "source": _source(item),
+                        "id": str(item.get("id", _source(item))),
+                        "reason": one_line(cause),
+                    }
+                }
+            ]
 
 
 def collate_slices(batch: list) -> dict[str, Any]:

@@ -43,13 +43,16 @@ class SDMADApp(Application):
         logger.info("input %s (%s), model %s, output %s", input_path, kind, model_path, output_path)
 
         inference = SDMADInferenceOperator(self, model_folder=model_path, name="sdmad_inference")
-        writer = FindingsWriterOperator(self, output_folder=output_path, model_folder=model_path,
-                                        name="findings_writer")
+        writer = FindingsWriterOperator(
+            self, output_folder=output_path, model_folder=model_path, name="findings_writer"
+        )
         if kind == "dicom":
-            loader = DICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=input_path,
-                                             name="dicom_loader")
-            selector = DICOMSeriesSelectorOperator(self, rules=MR_IMAGE_SERIES_RULES, all_matched=True,
-                                                   name="series_selector")
+            loader = DICOMDataLoaderOperator(
+                self, CountCondition(self, 1), input_folder=input_path, name="dicom_loader"
+            )
+            selector = DICOMSeriesSelectorOperator(
+                self, rules=MR_IMAGE_SERIES_RULES, all_matched=True, name="series_selector"
+            )
             volumes = SeriesVolumesOperator(self, input_folder=input_path, name="series_volumes")
             self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
             self.add_flow(selector, volumes, {("study_selected_series_list", "study_selected_series_list")})

@@ -37,10 +37,18 @@ class ModelFolderError(ValueError):
     """A model folder is incomplete, or cannot be made from what was given; the message says what is missing."""
 
 
-def make_model_folder(out: str | Path, bundle_root: str | Path, checkpoint: str | Path | None, model_name: str,
-                      pretrained: str, quick_gelu: bool | None = None, image_size: int | None = None,
-                      sign_file: str | Path | None = None, categories: Sequence[str] | None = None,
-                      decision_rule: str | None = None) -> Path:
+def make_model_folder(
+    out: str | Path,
+    bundle_root: str | Path,
+    checkpoint: str | Path | None,
+    model_name: str,
+    pretrained: str,
+    quick_gelu: bool | None = None,
+    image_size: int | None = None,
+    sign_file: str | Path | None = None,
+    categories: Sequence[str] | None = None,
+    decision_rule: str | None = None,
+) -> Path:
     """Write the model folder ``out`` (replacing one already there only once the new one is complete).
 
     Args:
@@ -55,22 +63,30 @@ def make_model_folder(out: str | Path, bundle_root: str | Path, checkpoint: str 
     """
     bundle_root, out = Path(bundle_root), Path(out)
     if no_weights(pretrained):
-        raise ModelFolderError(f"pretrained={pretrained!r} means random backbone weights; a deployed model needs an "
-                               "open_clip tag or a weights file")
+        raise ModelFolderError(
+            f"pretrained={pretrained!r} means random backbone weights; a deployed model needs an "
+            "open_clip tag or a weights file"
+        )
     checkpoint = checkpoint_or_none(None if checkpoint is None else str(checkpoint))
     content = read_checkpoint(checkpoint) if checkpoint is not None else {}  # CheckpointError if not a model file
     decision_rule = check_decision_rule(decision_rule or intended_decision_rule(content))
     if decision_rule == "calibrated" and CALIBRATION_KEY not in content:
-        raise ModelFolderError(f"{checkpoint or 'zero-shot CLIP'}: holds no calibrated thresholds; use "
-                               "--decision-rule paper, or a model.pt trained with a validation split")
+        raise ModelFolderError(
+            f"{checkpoint or 'zero-shot CLIP'}: holds no calibrated thresholds; use "
+            "--decision-rule paper, or a model.pt trained with a validation split"
+        )
     sign_file = Path(sign_file) if sign_file else bundle_root / "configs" / "signs" / "fastmri_brain.yaml"
     for required in (bundle_root / INFERENCE_CONFIG, sign_file):
         if not required.is_file():
             raise ModelFolderError(f"{required}: not found")
 
-    settings: dict = {"model_name": model_name, "quick_gelu": quick_gelu, "decision_rule": decision_rule,
-                      "sign_file": f"$@bundle_root + '/configs/signs/{sign_file.name}'",
-                      "checkpoint": "$@bundle_root + '/models/model.pt'" if checkpoint else None}
+    settings: dict = {
+        "model_name": model_name,
+        "quick_gelu": quick_gelu,
+        "decision_rule": decision_rule,
+        "sign_file": f"$@bundle_root + '/configs/signs/{sign_file.name}'",
+        "checkpoint": "$@bundle_root + '/models/model.pt'" if checkpoint else None,
+    }
     if image_size is not None:
         settings["image_size"] = int(image_size)
     if categories:
@@ -94,8 +110,9 @@ def make_model_folder(out: str | Path, bundle_root: str | Path, checkpoint: str 
             settings["pretrained"] = f"$@bundle_root + '/models/{weights}'"
         else:
             settings["pretrained"] = str(pretrained)  # an open_clip tag, resolved (or refused offline) at start
-        header = ("# This model's settings over configs/inference.yaml (written by sdmad.deploy.model_folder).\n"
-                  + ("" if checkpoint else "# checkpoint: null -> zero-shot CLIP (adapters off)\n"))
+        header = "# This model's settings over configs/inference.yaml (written by sdmad.deploy.model_folder).\n" + (
+            "" if checkpoint else "# checkpoint: null -> zero-shot CLIP (adapters off)\n"
+        )
         (staging / MODEL_CONFIG).write_text(header + yaml.safe_dump(settings, sort_keys=False))
         os.chmod(staging, 0o755)
         if out.exists():
@@ -113,6 +130,8 @@ def model_folder_configs(folder: str | Path) -> list[Path]:
     files = [folder / INFERENCE_CONFIG, folder / MODEL_CONFIG]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise ModelFolderError(f"{folder}: not an SD-MAD model folder (missing {', '.join(missing)}); make one with "
-                               "scripts/deploy_app/make_model_folder.py")
+        raise ModelFolderError(
+            f"{folder}: not an SD-MAD model folder (missing {', '.join(missing)}); make one with "
+            "scripts/deploy_app/make_model_folder.py"
+        )
     return files

@@ -53,8 +53,11 @@ class SeriesVolumesOperator(DICOMSeriesToVolumeOperator):
     def compute(self, op_input, op_output, context):
         selections = op_input.receive(self.input_name_series) or []
         headers = input_headers(self.input_folder) if selections else []
-        scans = [self.series_scan(selection.study, selected.series, headers)
-                 for selection in selections for selected in selection.selected_series]
+        scans = [
+            self.series_scan(selection.study, selected.series, headers)
+            for selection in selections
+            for selected in selection.selected_series
+        ]
         if not scans:
             raise DataError("no MR image series (MR Image Storage) in the input study or studies; nothing to score")
         op_output.emit(scans, "scans")
@@ -68,8 +71,9 @@ class SeriesVolumesOperator(DICOMSeriesToVolumeOperator):
         metadata["affine"] = series.nifti_affine_transform
         name = f"{study.StudyInstanceUID}/{series.SeriesInstanceUID}"
         image = self.create_volumetric_image(self.generate_voxel_data(series), metadata)
-        logger.info("series %s (%s): %s voxels", series.SeriesInstanceUID, series.SeriesDescription,
-                    image.asnumpy().shape)
+        logger.info(
+            "series %s (%s): %s voxels", series.SeriesInstanceUID, series.SeriesDescription, image.asnumpy().shape
+        )
         return ScanInput(name, image_to_metatensor(image, name), study, series)
 
 
@@ -98,8 +102,9 @@ class SDMADInferenceOperator(Operator):
     def __init__(self, fragment: Fragment, *args, model_folder: Path, **kwargs):
         self.model_folder = Path(model_folder)
         # Volumes arrive in memory: DataLoader workers would only copy them (and fork a multi-threaded process).
-        self.predictor = BundlePredictor(self.model_folder, {"num_workers": 0},
-                                         config_files=model_folder_configs(self.model_folder))
+        self.predictor = BundlePredictor(
+            self.model_folder, {"num_workers": 0}, config_files=model_folder_configs(self.model_folder)
+        )
         self.predictor.refresh_weights()  # the checkpoint is read (and checked against the network) now
         super().__init__(fragment, *args, **kwargs)
 
@@ -123,13 +128,20 @@ def findings_record(scan: ScanInput, predictions: dict, model_folder: Path) -> d
     """The findings JSON of one series (or NIfTI file)."""
     record = {"note": NOT_FOR_DIAGNOSIS, "model_folder": str(model_folder), "source": scan.name}
     if scan.series is not None:
-        record.update(study_instance_uid=str(scan.study.StudyInstanceUID),
-                      series_instance_uid=str(scan.series.SeriesInstanceUID),
-                      series_description=str(scan.series.SeriesDescription or ""),
-                      modality=str(scan.series.Modality or ""))
+        record.update(
+            study_instance_uid=str(scan.study.StudyInstanceUID),
+            series_instance_uid=str(scan.series.SeriesInstanceUID),
+            series_description=str(scan.series.SeriesDescription or ""),
+            modality=str(scan.series.Modality or ""),
+        )
     volume = predictions["volumes"][0]
-    record.update(categories=predictions["categories"], backbone=predictions["backbone"], volume=volume,
-                  slices=predictions["slices"], sign_selection=predictions["sign_selection"])
+    record.update(
+        categories=predictions["categories"],
+        backbone=predictions["backbone"],
+        volume=volume,
+        slices=predictions["slices"],
+        sign_selection=predictions["sign_selection"],
+    )
     return record
 
 
@@ -158,10 +170,12 @@ class FindingsWriterOperator(Operator):
                 if scan.series is not None:
                     instances = [i.get_native_sop_instance() for i in scan.series.get_sop_instances()]
                     by_study.setdefault(str(scan.study.StudyInstanceUID), []).append(
-                        SeriesFindings(instances, predictions["volumes"][0]))
+                        SeriesFindings(instances, predictions["volumes"][0])
+                    )
             for study_uid, series_findings in by_study.items():
-                study_report(series_findings, description).save_as(staging / f"{study_uid}.sdmad-sr.dcm",
-                                                                   enforce_file_format=True)
+                study_report(series_findings, description).save_as(
+                    staging / f"{study_uid}.sdmad-sr.dcm", enforce_file_format=True
+                )
             for output in sorted(staging.iterdir()):
                 os.replace(output, self.output_folder / output.name)
                 logger.info("wrote %s", self.output_folder / output.name)

@@ -27,7 +27,7 @@ class ScanInput:
 
     name: str
     scan: Path | MetaTensor
-    study: Any = None   # monai.deploy.core.domain.DICOMStudy
+    study: Any = None  # monai.deploy.core.domain.DICOMStudy
     series: Any = None  # monai.deploy.core.domain.DICOMSeries
 
 
@@ -73,7 +73,7 @@ def nifti_files(folder: Path) -> list[Path]:
 
 
 def input_kind(path: Path) -> str:
-    """"dicom" when ``path`` holds DICOM files, "nifti" when it holds NIfTI files; else a DataError."""
+    """ "dicom" when ``path`` holds DICOM files, "nifti" when it holds NIfTI files; else a DataError."""
     if not path.exists():
         raise DataError(f"{path}: input folder not found")
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
@@ -81,5 +81,7 @@ def input_kind(path: Path) -> str:
         return "dicom"
     if nifti_files(path):
         return "nifti"
-    raise DataError(f"{path}: no DICOM files (with the DICM preamble) and no NIfTI files (.nii, .nii.gz) in the "
-                    f"input ({len(files)} other files)")
+    raise DataError(
+        f"{path}: no DICOM files (with the DICM preamble) and no NIfTI files (.nii, .nii.gz) in the "
+        f"input ({len(files)} other files)"
+    )

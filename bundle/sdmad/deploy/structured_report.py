@@ -30,8 +30,10 @@ import sdmad
 from sdmad.data.loading import PIXEL_TAGS
 
 SCHEME = "99SDMAD"
-NOT_FOR_DIAGNOSIS = (f"{sdmad.RESEARCH_USE_ONLY.capitalize()}. Automated SD-MAD findings (few-shot CLIP with sign "
-                     "prompts); every finding needs a radiologist's review.")
+NOT_FOR_DIAGNOSIS = (
+    f"{sdmad.RESEARCH_USE_ONLY.capitalize()}. Automated SD-MAD findings (few-shot CLIP with sign "
+    "prompts); every finding needs a radiologist's review."
+)
 REPORT_TITLE = hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging report")
 FINDINGS = hd.sr.CodedConcept("121070", "DCM", "Findings")
 FINDING = hd.sr.CodedConcept("121071", "DCM", "Finding")
@@ -45,8 +47,17 @@ ANOMALY_SCORE = hd.sr.CodedConcept("anomaly-score", SCHEME, "Anomaly score")
 POSITIVE_SLICES = hd.sr.CodedConcept("positive-slices", SCHEME, "Positive slices")
 UNITLESS = codes.UCUM.NoUnits
 # Type 2 attributes of the patient and study that highdicom copies from the first evidence file into the SR.
-STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-               "ReferringPhysicianName", "StudyID", "AccessionNumber")
+STUDY_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
 
 
 @dataclass
@@ -91,16 +102,18 @@ def _series_container(series: SeriesFindings) -> hd.sr.ContainerContentItem:
         ]
         slices = volume.get("positive_slices", {}).get(category) or []
         if slices:
-            properties.append(hd.sr.TextContentItem(POSITIVE_SLICES, ", ".join(map(str, slices)),
-                                                    relationship_type="HAS PROPERTIES"))
+            properties.append(
+                hd.sr.TextContentItem(POSITIVE_SLICES, ", ".join(map(str, slices)), relationship_type="HAS PROPERTIES")
+            )
         finding.ContentSequence = hd.sr.ContentSequence(properties)
         items.append(finding)
     container.ContentSequence = hd.sr.ContentSequence(items)
     return container
 
 
-def study_report(findings: Sequence[SeriesFindings], model_description: str,
-                 series_number: int = 9901) -> hd.sr.ComprehensiveSR:
+def study_report(
+    findings: Sequence[SeriesFindings], model_description: str, series_number: int = 9901
+) -> hd.sr.ComprehensiveSR:
     """A Comprehensive SR for one study: a not-for-diagnosis comment and the findings of each scored series."""
     if not findings:
         raise ValueError("a structured report needs at least one scored series")
@@ -108,13 +121,22 @@ def study_report(findings: Sequence[SeriesFindings], model_description: str,
     if len(studies) != 1:
         raise ValueError(f"one report per study; got series of {len(studies)} studies")
     root = hd.sr.ContainerContentItem(REPORT_TITLE)
-    comment = hd.sr.TextContentItem(COMMENT, f"{NOT_FOR_DIAGNOSIS} Model: {model_description}.",
-                                    relationship_type="CONTAINS")
+    comment = hd.sr.TextContentItem(
+        COMMENT, f"{NOT_FOR_DIAGNOSIS} Model: {model_description}.", relationship_type="CONTAINS"
+    )
     root.ContentSequence = hd.sr.ContentSequence([comment] + [_series_container(f) for f in findings])
     evidence = [instance for f in findings for instance in f.instances]
     evidence[0] = _root_header(evidence[0])
     return hd.sr.ComprehensiveSR(
-        evidence=evidence, content=root, series_instance_uid=generate_uid(), series_number=series_number,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="SD-MAD (open source)",
-        manufacturer_model_name="SD-MAD MONAI Deploy app", software_versions=sdmad.__version__,
-        series_description=f"SD-MAD findings, {sdmad.RESEARCH_USE_ONLY}", is_complete=True)
+        evidence=evidence,
+        content=root,
+        series_instance_uid=generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="SD-MAD (open source)",
+        manufacturer_model_name="SD-MAD MONAI Deploy app",
+        software_versions=sdmad.__version__,
+        series_description=f"SD-MAD findings, {sdmad.RESEARCH_USE_ONLY}",
+        is_complete=True,
+    )

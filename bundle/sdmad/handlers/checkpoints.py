@@ -49,8 +49,9 @@ class EpochCheckpointSaver:
             return
         state = {name: obj.state_dict() for name, obj in self.save_dict.items()}
         save_atomic(state, self.ckpt_dir / f"checkpoint_epoch={engine.state.epoch}.pt")
-        for old in sorted(self.ckpt_dir.glob("checkpoint_epoch=*.pt"), key=lambda p: int(_EPOCH.search(p.name)[1])
-                          )[:-self.keep]:
+        for old in sorted(self.ckpt_dir.glob("checkpoint_epoch=*.pt"), key=lambda p: int(_EPOCH.search(p.name)[1]))[
+            : -self.keep
+        ]:
             old.unlink(missing_ok=True)
 
 
@@ -69,8 +70,12 @@ class ResumeFromCheckpoint:
         if path is None:
             return
         logger.info("resuming from %s", path)
-        CheckpointLoader(load_path=str(path), load_dict={**self.load_dict, "trainer": engine},
-                         map_location=self.map_location, strict=True).attach(engine)
+        CheckpointLoader(
+            load_path=str(path),
+            load_dict={**self.load_dict, "trainer": engine},
+            map_location=self.map_location,
+            strict=True,
+        ).attach(engine)
 
 
 class BestModelSaver:
@@ -81,8 +86,14 @@ class BestModelSaver:
     this model; the default model for evaluation stays the last one (docs/method.md).
     """
 
-    def __init__(self, network: Any, path: str | Path, metric_name: str, calibrator: Calibrator | None = None,
-                 run_config: dict | None = None):
+    def __init__(
+        self,
+        network: Any,
+        path: str | Path,
+        metric_name: str,
+        calibrator: Calibrator | None = None,
+        run_config: dict | None = None,
+    ):
         self.network, self.path, self.metric_name = network, Path(path), metric_name
         self.calibrator, self.run_config = calibrator, run_config
         self.best, self.best_epoch = float("-inf"), 0
@@ -119,8 +130,15 @@ class FinalModelSaver:
         sign_selection, support_loader: the sign selection the thresholds are computed under (as in evaluation).
     """
 
-    def __init__(self, network: Any, path: str | Path, calibrator: Calibrator | None = None,
-                 run_config: dict | None = None, sign_selection: str = "distance", support_loader: Any = None):
+    def __init__(
+        self,
+        network: Any,
+        path: str | Path,
+        calibrator: Calibrator | None = None,
+        run_config: dict | None = None,
+        sign_selection: str = "distance",
+        support_loader: Any = None,
+    ):
         self.network, self.path, self.calibrator, self.run_config = network, Path(path), calibrator, run_config
         self.sign_selection, self.support_loader = sign_selection, support_loader
 
@@ -132,8 +150,9 @@ class FinalModelSaver:
             return
         calibration = None
         if self.calibrator is not None:
-            text = prepare_text(self.network, self.sign_selection, self.support_loader, engine.state.device,
-                                engine.prepare_batch)
+            text = prepare_text(
+                self.network, self.sign_selection, self.support_loader, engine.state.device, engine.prepare_batch
+            )
             calibration = self.calibrator(unwrap(self.network), text)
             unwrap(self.network).calibration = calibration
         save_model(self.network, self.path, calibration, self.run_config)

@@ -35,13 +35,20 @@ def aggregate_volumes(rows: list[dict], categories: list[str], how: str = "max")
         reduce = scores.max(axis=0) if how == "max" else scores.mean(axis=0)
         decisions = np.stack([r["decisions"] for r in members]).any(axis=0)
         margins = np.stack([r["margins"] for r in members]).max(axis=0)  # > 0 exactly where a slice is positive
-        volumes.append({"source": source, "slices": len(members), "aggregate": how,
-                        "anomaly_score": float(max(r["anomaly"] for r in members)),
-                        "scores": {name: float(reduce[c]) for c, name in enumerate(categories)},
-                        "decisions": {name: bool(decisions[c]) for c, name in enumerate(categories)},
-                        "margins": {name: float(margins[c]) for c, name in enumerate(categories)},
-                        "positive_slices": {name: [r["slice_index"] for r in members if r["decisions"][c]]
-                                            for c, name in enumerate(categories)}})
+        volumes.append(
+            {
+                "source": source,
+                "slices": len(members),
+                "aggregate": how,
+                "anomaly_score": float(max(r["anomaly"] for r in members)),
+                "scores": {name: float(reduce[c]) for c, name in enumerate(categories)},
+                "decisions": {name: bool(decisions[c]) for c, name in enumerate(categories)},
+                "margins": {name: float(margins[c]) for c, name in enumerate(categories)},
+                "positive_slices": {
+                    name: [r["slice_index"] for r in members if r["decisions"][c]] for c, name in enumerate(categories)
+                },
+            }
+        )
     return volumes
 
 
@@ -72,26 +79,56 @@ class InferenceWriter(PredictionWriter):
         volumes = aggregate_volumes(self.collector.rows, categories, self.aggregate)
         skipped = getattr(engine.state, "sdmad_unreadable", [])
         write_text_atomic(predictions_csv(self.collector.rows, categories), self.output_dir / "slices.csv")
-        header = ["source", "slices", "anomaly_score"] + [f"{kind}:{n}" for n in categories
-                                                           for kind in ("score", "decision")]
-        write_text_atomic(_csv([header] + [
-            [volume["source"], volume["slices"], f"{volume['anomaly_score']:.6f}"]
-            + [value for n in categories for value in (f"{volume['scores'][n]:.6f}", int(volume["decisions"][n]))]
-            for volume in volumes]), self.output_dir / "volumes.csv")
-        write_text_atomic(_csv([["source", "id", "reason"]] + [[r["source"], r["id"], r["reason"]] for r in skipped]),
-                          self.output_dir / "errors.csv")
+        header = ["source", "slices", "anomaly_score"] + [
+            f"{kind}:{n}" for n in categories for kind in ("score", "decision")
+        ]
+        write_text_atomic(
+            _csv(
+                [header]
+                + [
+                    [volume["source"], volume["slices"], f"{volume['anomaly_score']:.6f}"]
+                    + [
+                        value
+                        for n in categories
+                        for value in (f"{volume['scores'][n]:.6f}", int(volume["decisions"][n]))
+                    ]
+                    for volume in volumes
+                ]
+            ),
+            self.output_dir / "volumes.csv",
+        )
+        write_text_atomic(
+            _csv([["source", "id", "reason"]] + [[r["source"], r["id"], r["reason"]] for r in skipped]),
+            self.output_dir / "errors.csv",
+        )
         selection = text.selection.to_dict(network.signs.sign_prompts)
-        slices = [{"source": r["source"], "slice_index": r["slice_index"], "anomaly_score": r["anomaly"],
-                   "scores": dict(zip(categories, map(float, r["scores"]), strict=True)),
-                   "decisions": dict(zip(categories, map(bool, r["decisions"]), strict=True))}
-                  for r in self.collector.rows]
+        slices = [
+            {
+                "source": r["source"],
+                "slice_index": r["slice_index"],
+                "anomaly_score": r["anomaly"],
+                "scores": dict(zip(categories, map(float, r["scores"]), strict=True)),
+                "decisions": dict(zip(categories, map(bool, r["decisions"]), strict=True)),
+            }
+            for r in self.collector.rows
+        ]
         decision = {"rule": text.decision_rule}
         if text.decision_rule == "calibrated":
             decision["thresholds"] = dict(zip(categories, text.calibration.thresholds, strict=True))
             decision["calibration"] = text.calibration.source
-        write_json_atomic({"categories": categories, "backbone": network.backbone, "decision": decision,
-                           "volumes": volumes, "slices": slices, "skipped": skipped, "sign_selection": selection,
-                           "note": RESEARCH_USE_ONLY}, self.output_dir / "predictions.json")
+        write_json_atomic(
+            {
+                "categories": categories,
+                "backbone": network.backbone,
+                "decision": decision,
+                "volumes": volumes,
+                "slices": slices,
+                "skipped": skipped,
+                "sign_selection": selection,
+                "note": RESEARCH_USE_ONLY,
+            },
+            self.output_dir / "predictions.json",
+        )
         engine.state.sdmad_predictions = volumes
         logger.info("inference outputs written to %s", self.output_dir)
 
@@ -102,6 +139,9 @@ def exit_if_skipped(engine: Engine, output_dir: str | Path, exit_code: int = 3) 
     skipped = getattr(engine.state, "sdmad_unreadable", [])
     if skipped:
         scored = len(getattr(engine.state, "sdmad_predictions", []))
-        print(f"sdmad: {len(skipped)} unreadable scan(s) skipped, {scored} scored; reasons in "
-              f"{Path(output_dir) / 'errors.csv'}", file=sys.stderr)
+        print(
+            f"sdmad: {len(skipped)} unreadable scan(s) skipped, {scored} scored; reasons in "
+            f"{Path(output_dir) / 'errors.csv'}",
+            file=sys.stderr,
+        )
         raise SystemExit(exit_code)

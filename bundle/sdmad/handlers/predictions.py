@@ -47,9 +47,15 @@ class PredictionCollector:
         labels = output["label"].detach().cpu().numpy() if output.get("label") is not None else None
         sources, slices = _as_list(output.get("source"), size), _as_list(output.get("slice_index"), size)
         for i in range(size):
-            row = {"source": sources[i], "slice_index": None if slices[i] is None else int(slices[i]),
-                   "scores": scores[i], "decisions": decisions[i].astype(bool), "anomaly": float(anomaly[i]),
-                   "margins": margins[i], "paper_margins": paper_margins[i]}
+            row = {
+                "source": sources[i],
+                "slice_index": None if slices[i] is None else int(slices[i]),
+                "scores": scores[i],
+                "decisions": decisions[i].astype(bool),
+                "anomaly": float(anomaly[i]),
+                "margins": margins[i],
+                "paper_margins": paper_margins[i],
+            }
             if labels is not None:
                 row["label"] = labels[i]
             self.rows.append(row)
@@ -62,8 +68,9 @@ class PredictionCollector:
     def arrays(self) -> dict[str, np.ndarray]:
         """Stacked arrays: scores, decisions, margins, paper_margins [N, C], anomaly [N] and labels [N, C] when
         present."""
-        out = {name: np.stack([r[name] for r in self.rows]) for name in ("scores", "decisions", "margins",
-                                                                         "paper_margins")}
+        out = {
+            name: np.stack([r[name] for r in self.rows]) for name in ("scores", "decisions", "margins", "paper_margins")
+        }
         out["anomaly"] = np.array([r["anomaly"] for r in self.rows])
         if self.rows and "label" in self.rows[0]:
             out["label"] = np.stack([r["label"] for r in self.rows])

@@ -14,5 +14,9 @@ class EpochProgressBar:
 
     def attach(self, engine: Engine) -> None:
         bar = ProgressBar(persist=True, desc=self.desc)
-        bar.attach(engine, output_transform=lambda output: {"loss": float(output["loss"])},
-                   event_name=Events.EPOCH_COMPLETED, closing_event_name=Events.COMPLETED)
+        bar.attach(
+            engine,
+            output_transform=lambda output: {"loss": float(output["loss"])},
+            event_name=Events.EPOCH_COMPLETED,
+            closing_event_name=Events.COMPLETED,
+        )

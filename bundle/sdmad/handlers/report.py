@@ -28,8 +28,14 @@ class EvaluationReport(PredictionWriter):
         resamples: bootstrap resamples of the 95 % intervals of the headline metrics.
     """
 
-    def __init__(self, output_dir: str | Path, run_config: dict[str, Any], checkpoint: str | None, seed: int,
-                 resamples: int = 1000):
+    def __init__(
+        self,
+        output_dir: str | Path,
+        run_config: dict[str, Any],
+        checkpoint: str | None,
+        seed: int,
+        resamples: int = 1000,
+    ):
         super().__init__()
         self.output_dir, self.run_config, self.checkpoint, self.seed = Path(output_dir), run_config, checkpoint, seed
         self.resamples = resamples
@@ -41,18 +47,40 @@ class EvaluationReport(PredictionWriter):
         selection = text.selection
         aurocs = {name: engine.state.metrics.get(f"auroc/{name}") for name in categories}
         plots = [self.output_dir / name for name in ("roc_curves.png", "category_auroc.png", "sign_map.png")]
-        roc_curves(arrays["scores"], arrays["label"], categories, aurocs, plots[0],
-                   text.calibration.thresholds if text.calibration is not None else None)
+        roc_curves(
+            arrays["scores"],
+            arrays["label"],
+            categories,
+            aurocs,
+            plots[0],
+            text.calibration.thresholds if text.calibration is not None else None,
+        )
         auroc_bars(categories, aurocs, engine.state.metrics.get("mean_category_auroc"), plots[1])
-        sign_map(text.sign_features.cpu().numpy(), selection.sign_category.cpu().numpy(),
-                 selection.kept.cpu().numpy(), text.anchor.cpu().numpy(), categories, plots[2])
-        run = {"command": " ".join(sys.argv), "checkpoint": self.checkpoint, "zero_shot": self.checkpoint is None,
-               "backbone": network.backbone, "seed": self.seed, "device": str(engine.state.device),
-               "config_hash": config_hash(self.run_config)}
-        files = {"report_md": str(self.output_dir / "report.md"), "predictions_csv":
-                 str(self.output_dir / "predictions.csv"), "plots": [str(p) for p in plots]}
-        report = build_report(engine.state.metrics, categories, network.signs.sign_prompts, arrays, text, run, files,
-                              self.resamples)
+        sign_map(
+            text.sign_features.cpu().numpy(),
+            selection.sign_category.cpu().numpy(),
+            selection.kept.cpu().numpy(),
+            text.anchor.cpu().numpy(),
+            categories,
+            plots[2],
+        )
+        run = {
+            "command": " ".join(sys.argv),
+            "checkpoint": self.checkpoint,
+            "zero_shot": self.checkpoint is None,
+            "backbone": network.backbone,
+            "seed": self.seed,
+            "device": str(engine.state.device),
+            "config_hash": config_hash(self.run_config),
+        }
+        files = {
+            "report_md": str(self.output_dir / "report.md"),
+            "predictions_csv": str(self.output_dir / "predictions.csv"),
+            "plots": [str(p) for p in plots],
+        }
+        report = build_report(
+            engine.state.metrics, categories, network.signs.sign_prompts, arrays, text, run, files, self.resamples
+        )
         write_json_atomic(self.run_config, self.output_dir / "config.json")
         write_report(self.output_dir, report, self.collector.rows, categories)
         engine.state.sdmad_report = report

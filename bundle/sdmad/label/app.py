@@ -41,14 +41,23 @@ class SDMADLabelApp(MONAILabelApp):
         self.bundle_root = Path(conf.get("bundle_root", Path(app_dir).resolve().parents[1]))
         self.model_path = Path(conf.get("model", self.bundle_root / "models" / "model.pt"))
         self.overrides: dict[str, Any] = {key: conf_value(conf[key]) for key in BACKBONE_KEYS if key in conf}
-        self.predictor = BundlePredictor(self.bundle_root, {**self.overrides, "checkpoint": str(self.model_path),
-                                                            "num_workers": 0}, zero_shot_until_trained=True)
+        self.predictor = BundlePredictor(
+            self.bundle_root,
+            {**self.overrides, "checkpoint": str(self.model_path), "num_workers": 0},
+            zero_shot_until_trained=True,
+        )
         self.max_epochs = int(conf.get("max_epochs", 100))
         self.slices = conf_value(conf.get("slices", "all"))
         self.uncertainty: UncertaintyCache | None = None  # made with the strategies (they need the datastore)
-        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="SD-MAD",
-                         description="Sign-driven few-shot multi-anomaly detection: per-category findings",
-                         version=sdmad.__version__, labels=self.predictor.categories)
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="SD-MAD",
+            description="Sign-driven few-shot multi-anomaly detection: per-category findings",
+            version=sdmad.__version__,
+            labels=self.predictor.categories,
+        )
 
     def init_datastore(self) -> Datastore:
         return StudiesDatastore(self.studies, self.predictor.categories, settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD)
@@ -57,8 +66,17 @@ class SDMADLabelApp(MONAILabelApp):
         return {"sdmad": SDMADInferTask(self.predictor, self.model_path)}
 
     def init_trainers(self) -> dict:
-        return {"sdmad": SDMADTrainTask(self.bundle_root, self.model_path, Path(self.app_dir) / "train_runs",
-                                        self.overrides, self.predictor.categories, self.max_epochs, self.slices)}
+        return {
+            "sdmad": SDMADTrainTask(
+                self.bundle_root,
+                self.model_path,
+                Path(self.app_dir) / "train_runs",
+                self.overrides,
+                self.predictor.categories,
+                self.max_epochs,
+                self.slices,
+            )
+        }
 
     def init_strategies(self) -> dict:
         self.uncertainty = UncertaintyCache(self.predictor, self._datastore, self.model_path)
@@ -66,8 +84,10 @@ class SDMADLabelApp(MONAILabelApp):
 
     def on_init_complete(self) -> None:
         """MONAI Label's web app calls this at start-up: refuse, it lacks the guards (see sdmad.label.server)."""
-        raise RuntimeError(f"the SD-MAD app must be served by {SERVER_APP}: start it with scripts/monailabel_app/"
-                           f"serve.py, or add `--uvicorn_app {SERVER_APP}` to `monailabel start_server`")
+        raise RuntimeError(
+            f"the SD-MAD app must be served by {SERVER_APP}: start it with scripts/monailabel_app/"
+            f"serve.py, or add `--uvicorn_app {SERVER_APP}` to `monailabel start_server`"
+        )
 
     def start_serving(self) -> None:
         """sdmad.label.server's start-up: the uncertainty cache's thread, then MONAI Label's start-up jobs."""
@@ -107,8 +127,9 @@ class SDMADLabelApp(MONAILabelApp):
 
     def next_sample(self, request: dict) -> dict:
         if request.get("strategy") not in self._strategies:
-            raise NotFound(f"unknown active learning strategy {request.get('strategy')!r}; strategies: "
-                           f"{sorted(self._strategies)}")
+            raise NotFound(
+                f"unknown active learning strategy {request.get('strategy')!r}; strategies: {sorted(self._strategies)}"
+            )
         return super().next_sample(request)
 
     def train(self, request: dict) -> dict:

@@ -99,15 +99,21 @@ class StudiesDatastore(LocalDatastore):
             suffixes = {name: suffix_of(name, LABEL_SUFFIXES) for name in os.listdir(folder)}
         else:
             return {}
-        return {name: name for name, suffix in suffixes.items()
-                if suffix is not None and is_plain_name(name[: -len(suffix)])}
+        return {
+            name: name
+            for name, suffix in suffixes.items()
+            if suffix is not None and is_plain_name(name[: -len(suffix)])
+        }
 
     def _init_from_datastore_file(self, throw_exception: bool = False) -> None:
         super()._init_from_datastore_file(throw_exception)
         self._datastore.images_dir, self._datastore.labels_dir = ".", "labels"  # the index may name other folders
         objects = self._datastore.objects
-        for image_id in [i for i, obj in objects.items()
-                         if not is_plain_name(i) or obj.image.ext not in (*STUDY_SUFFIXES, DICOM_SUFFIX)]:
+        for image_id in [
+            i
+            for i, obj in objects.items()
+            if not is_plain_name(i) or obj.image.ext not in (*STUDY_SUFFIXES, DICOM_SUFFIX)
+        ]:
             logger.warning("datastore index: dropping the unusable entry %s", shown(image_id))
             del objects[image_id]
         for obj in objects.values():
@@ -124,8 +130,9 @@ class StudiesDatastore(LocalDatastore):
         """The study's file or DICOM folder; NotFound for an unknown id."""
         obj = self._datastore.objects.get(image_id) if is_plain_name(image_id) else None
         if obj is None:
-            raise NotFound(f"unknown image id {shown(image_id)}: use an id of the studies folder "
-                           f"(GET /datastore/?output=all)")
+            raise NotFound(
+                f"unknown image id {shown(image_id)}: use an id of the studies folder (GET /datastore/?output=all)"
+            )
         return confined(self.root, self.root / f"{image_id}{obj.image.ext}")
 
     def label_path(self, image_id: str, tag: str) -> Path:
@@ -139,11 +146,17 @@ class StudiesDatastore(LocalDatastore):
 
     def _entries(self, image_id: str, tags: list[str] | None = None) -> list[Path]:
         """The study's entries on disk and its label files (only the label files of ``tags``, when given)."""
-        found = [] if tags is not None else [
-            self.root / f"{image_id}{suffix}" for suffix in (*STUDY_SUFFIXES, DICOM_SUFFIX)]
+        found = (
+            []
+            if tags is not None
+            else [self.root / f"{image_id}{suffix}" for suffix in (*STUDY_SUFFIXES, DICOM_SUFFIX)]
+        )
         labels_root = self._labels_root()
-        tag_folders = [labels_root / tag for tag in tags] if tags is not None else (
-            sorted(p for p in labels_root.iterdir() if p.is_dir() and is_plain_name(p.name)))
+        tag_folders = (
+            [labels_root / tag for tag in tags]
+            if tags is not None
+            else (sorted(p for p in labels_root.iterdir() if p.is_dir() and is_plain_name(p.name)))
+        )
         for folder in tag_folders:
             if folder.is_dir() and labels_root in folder.resolve().parents:  # never a linked folder elsewhere
                 found += [folder / f"{image_id}{suffix}" for suffix in LABEL_SUFFIXES]
@@ -209,8 +222,7 @@ class StudiesDatastore(LocalDatastore):
             raise BadRequest(f"label '{label_tag}' of study '{label_id}': the info must be a JSON object")
         super().update_label_info(label_id, label_tag, info)
 
-    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any],
-                  replace: bool = False) -> str:
+    def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any], replace: bool = False) -> str:
         """Add a scan as study ``image_id`` (default: its file name without the suffix).
 
         Raises:
@@ -236,8 +248,10 @@ class StudiesDatastore(LocalDatastore):
         """The study's entries and labels on disk, to be replaced; Conflict if it exists and ``replace`` is false."""
         existing = self._entries(image_id)
         if (existing or image_id in self._datastore.objects) and not replace:
-            raise Conflict(f"study '{image_id}' exists: to replace it, upload again with replace=true (the old study "
-                           f"and its labels are kept in {PRIVATE}/backup/ of the studies folder)")
+            raise Conflict(
+                f"study '{image_id}' exists: to replace it, upload again with replace=true (the old study "
+                f"and its labels are kept in {PRIVATE}/backup/ of the studies folder)"
+            )
         return existing
 
     def remove_image(self, image_id: str) -> None:
@@ -262,8 +276,10 @@ class StudiesDatastore(LocalDatastore):
             except DataError as err:
                 raise Invalid(one_line(err)) from err
         elif tag == FINAL:
-            raise Invalid(f"study '{image_id}': the '{FINAL}' label is what training reads; upload a category label "
-                          f"(`.json`, {CATEGORY_LABEL_FORMAT}), or store a label volume under another tag")
+            raise Invalid(
+                f"study '{image_id}': the '{FINAL}' label is what training reads; upload a category label "
+                f"(`.json`, {CATEGORY_LABEL_FORMAT}), or store a label volume under another tag"
+            )
         else:
             check_label_volume(source, study, image_id, tag)
         with self._mutex:

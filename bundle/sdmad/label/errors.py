@@ -59,4 +59,3 @@ class StillComputing(RequestError):
 
     status_code = 503
     headers = {"Retry-After": "2"}
-

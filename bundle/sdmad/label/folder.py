@@ -43,8 +43,10 @@ def study_upload_suffix(filename: str | None) -> str:
     """The suffix of an uploaded scan's file name; UnsupportedFormat unless it is a study format."""
     suffix = suffix_of(filename, STUDY_SUFFIXES)
     if suffix is None:
-        raise UnsupportedFormat(f"file {shown(filename)}: upload a study as one of {list(STUDY_SUFFIXES)}; a DICOM "
-                                f"series is served from a folder `<id>{DICOM_SUFFIX}/` placed in the studies folder")
+        raise UnsupportedFormat(
+            f"file {shown(filename)}: upload a study as one of {list(STUDY_SUFFIXES)}; a DICOM "
+            f"series is served from a folder `<id>{DICOM_SUFFIX}/` placed in the studies folder"
+        )
     return suffix
 
 
@@ -52,8 +54,10 @@ def label_upload_suffix(filename: str | None) -> str:
     """The suffix a label upload is stored with (`.json` becomes `.label.json`); UnsupportedFormat otherwise."""
     suffix = suffix_of(filename, (*LABEL_SUFFIXES, ".json"))
     if suffix is None:
-        raise UnsupportedFormat(f"file {shown(filename)}: a label is a category label (`.json`, "
-                                f"{CATEGORY_LABEL_FORMAT}) or a label volume {list(LABEL_VOLUME_SUFFIXES)}")
+        raise UnsupportedFormat(
+            f"file {shown(filename)}: a label is a category label (`.json`, "
+            f"{CATEGORY_LABEL_FORMAT}) or a label volume {list(LABEL_VOLUME_SUFFIXES)}"
+        )
     return CATEGORY_LABEL_SUFFIX if suffix == ".json" else suffix
 
 
@@ -71,8 +75,12 @@ def check_folder(root: Path) -> None:
         elif root.resolve() not in entry.resolve().parents:
             problems.append(f"{entry.name}: resolves outside the studies folder (a symbolic link?)")
         by_id.setdefault(study, []).append(entry.name)
-    problems += [f"id '{study}' is shared by {names}: only one of them would be reachable"
-                 for study, names in by_id.items() if len(names) > 1]
+    problems += [
+        f"id '{study}' is shared by {names}: only one of them would be reachable"
+        for study, names in by_id.items()
+        if len(names) > 1
+    ]
     if problems:
-        raise StudyFolderError(f"{root}: cannot serve this studies folder; rename or remove:\n  - "
-                               + "\n  - ".join(problems))
+        raise StudyFolderError(
+            f"{root}: cannot serve this studies folder; rename or remove:\n  - " + "\n  - ".join(problems)
+        )

@@ -14,8 +14,9 @@ from sdmad.label.errors import BadRequest, Forbidden
 
 MAX_NAME_LENGTH = 128
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-RULE = (f"letters, digits, '.', '_' and '-', starting with a letter or digit, no '..', at most {MAX_NAME_LENGTH} "
-        f"characters")
+RULE = (
+    f"letters, digits, '.', '_' and '-', starting with a letter or digit, no '..', at most {MAX_NAME_LENGTH} characters"
+)
 
 
 def shown(value: object, limit: int = 80) -> str:
@@ -25,8 +26,12 @@ def shown(value: object, limit: int = 80) -> str:
 
 
 def is_plain_name(value: object) -> bool:
-    return (isinstance(value, str) and len(value) <= MAX_NAME_LENGTH and _PLAIN.fullmatch(value) is not None
-            and ".." not in value)
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_NAME_LENGTH
+        and _PLAIN.fullmatch(value) is not None
+        and ".." not in value
+    )
 
 
 def plain_name(value: object, what: str) -> str:

@@ -53,10 +53,13 @@ class RequestOriginGuard:
     def refusal(self, headers: Headers) -> str | None:
         host = headers.get("host", "")
         if "*" not in self.hosts and urlsplit(f"//{host}").hostname not in self.hosts:
-            return (f"host {host!r} is not served (allowed: {sorted(self.hosts)}); behind a proxy, list its name "
-                    f"with --conf allowed_hosts")
+            return (
+                f"host {host!r} is not served (allowed: {sorted(self.hosts)}); behind a proxy, list its name "
+                f"with --conf allowed_hosts"
+            )
         origin = headers.get("origin")
         if origin is not None and origin not in self.origins and urlsplit(origin).netloc != host:
-            return (f"requests from web pages of {origin!r} are refused; allow a viewer's origin with "
-                    f"--conf cors_origins")
+            return (
+                f"requests from web pages of {origin!r} are refused; allow a viewer's origin with --conf cors_origins"
+            )
         return None

@@ -42,8 +42,11 @@ from sdmad.label.names import plain_name
 from sdmad.label.scans import write_nifti
 
 router = APIRouter()
-USER, ANNOTATOR, ADMIN = (settings.MONAI_LABEL_AUTH_ROLE_USER, settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR,
-                          settings.MONAI_LABEL_AUTH_ROLE_ADMIN)
+USER, ANNOTATOR, ADMIN = (
+    settings.MONAI_LABEL_AUTH_ROLE_USER,
+    settings.MONAI_LABEL_AUTH_ROLE_ANNOTATOR,
+    settings.MONAI_LABEL_AUTH_ROLE_ADMIN,
+)
 CHECKSUMS = ("SHA256", "SHA512", "MD5")
 
 
@@ -76,17 +79,27 @@ def _generated_file(request: Request, name: str, make: Callable[[Path], Path], m
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return FileResponse(path, media_type=media_type, filename=name,
-                        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
+    return FileResponse(
+        path, media_type=media_type, filename=name, background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True)
+    )
 
 
 @router.post("/infer/{model}", tags=["Infer"], summary="Per-category findings of a study (JSON)")
-def infer(model: str, image: str = "", output: ResultType | None = None, session_id: str = "",
-          params: str = Form("{}"), file: UploadFile | None = File(None), label: UploadFile | None = File(None),
-          user: User = Depends(RBAC(USER))) -> dict[str, Any]:
+def infer(
+    model: str,
+    image: str = "",
+    output: ResultType | None = None,
+    session_id: str = "",
+    params: str = Form("{}"),
+    file: UploadFile | None = File(None),
+    label: UploadFile | None = File(None),
+    user: User = Depends(RBAC(USER)),
+) -> dict[str, Any]:
     if file is not None or label is not None or session_id:
-        raise BadRequest("inference runs on studies of the studies folder only: upload the scan with PUT "
-                         "/datastore/image, then POST /infer/<model>?image=<id>")
+        raise BadRequest(
+            "inference runs on studies of the studies folder only: upload the scan with PUT "
+            "/datastore/image, then POST /infer/<model>?image=<id>"
+        )
     if not image:
         raise BadRequest("missing 'image': the id of a study (GET /datastore/?output=all)")
     if output in (ResultType.image, ResultType.dicom_seg):
@@ -97,8 +110,13 @@ def infer(model: str, image: str = "", output: ResultType | None = None, session
 
 @router.put("/datastore/image", tags=["Datastore"], summary="Upload a study (replace=true to replace one)")
 @router.put("/datastore/", include_in_schema=False)  # the path MONAI Label's own client uploads to
-def add_image(image: str | None = None, replace: bool = False, params: str = Form("{}"), file: UploadFile = File(...),
-              user: User = Depends(RBAC(ANNOTATOR))) -> dict[str, str]:
+def add_image(
+    image: str | None = None,
+    replace: bool = False,
+    params: str = Form("{}"),
+    file: UploadFile = File(...),
+    user: User = Depends(RBAC(ANNOTATOR)),
+) -> dict[str, str]:
     info = {**json_object(params, "params"), "user": user.username}
     suffix = study_upload_suffix(file.filename)
     image_id = plain_name(image or Path(file.filename).name[: -len(suffix)], "image id")
@@ -109,8 +127,13 @@ def add_image(image: str | None = None, replace: bool = False, params: str = For
 
 
 @router.put("/datastore/label", tags=["Datastore"], summary="Save a study's label (final: a category label JSON)")
-def save_label(image: str, tag: str = FINAL, params: str = Form("{}"), label: UploadFile = File(...),
-               user: User = Depends(RBAC(ANNOTATOR))) -> dict[str, Any]:
+def save_label(
+    image: str,
+    tag: str = FINAL,
+    params: str = Form("{}"),
+    label: UploadFile = File(...),
+    user: User = Depends(RBAC(ANNOTATOR)),
+) -> dict[str, Any]:
     info = {**json_object(params, "params"), "user": user.username}
     datastore = _datastore()
     datastore.study_path(image)
@@ -162,25 +185,35 @@ def download_image(request: Request, image: str, user: User = Depends(RBAC(USER)
 
 
 @router.get("/datastore/dataset", tags=["Datastore"], summary="Download the labelled studies as a ZIP")
-def download_dataset(request: Request, limit_cases: int | None = None,
-                     user: User = Depends(RBAC(ANNOTATOR))) -> FileResponse:
-    return _generated_file(request, "dataset.zip", lambda target: _datastore().write_archive(target, limit_cases),
-                           "application/zip")
+def download_dataset(
+    request: Request, limit_cases: int | None = None, user: User = Depends(RBAC(ANNOTATOR))
+) -> FileResponse:
+    return _generated_file(
+        request, "dataset.zip", lambda target: _datastore().write_archive(target, limit_cases), "application/zip"
+    )
 
 
 @router.post("/train/{model}", tags=["Train"], summary="Start a training (one at a time)")
-def train(request: Request, model: str, params: dict | None = Body(None), run_sync: bool = False,
-          user: User = Depends(RBAC(ADMIN))) -> dict[str, Any]:
+def train(
+    request: Request,
+    model: str,
+    params: dict | None = Body(None),
+    run_sync: bool = False,
+    user: User = Depends(RBAC(ADMIN)),
+) -> dict[str, Any]:
     if run_sync:
-        raise BadRequest("run_sync is refused: a training runs in a background process while the server keeps "
-                         "answering; follow it with GET /train/")
+        raise BadRequest(
+            "run_sync is refused: a training runs in a background process while the server keeps "
+            "answering; follow it with GET /train/"
+        )
     options = app_instance().training_options(model, params or {})
     return request.app.state.training.start({"model": model, **options})
 
 
 @router.get("/train/", tags=["Train"], summary="The last training, every training (all) or the running one")
-def train_status(request: Request, all: bool = False, check_if_running: bool = False,
-                 user: User = Depends(RBAC(USER))) -> Any:
+def train_status(
+    request: Request, all: bool = False, check_if_running: bool = False, user: User = Depends(RBAC(USER))
+) -> Any:
     return request.app.state.training.status(all, check_if_running)
 
 
@@ -192,5 +225,7 @@ def stop_training(request: Request, user: User = Depends(RBAC(ADMIN))) -> dict[s
 @router.put("/model/{model}", tags=["Model"], summary="Refused: the served model changes by training")
 @router.delete("/model/{model}", tags=["Model"], summary="Refused: the served model changes by training")
 def change_model(model: str, user: User = Depends(RBAC(ADMIN))) -> None:
-    raise NotAllowed(f"model {model!r}: the served model is not uploaded or deleted over the API; it changes by "
-                     f"training (POST /train/{model}) or on the server's disk (--conf model)")
+    raise NotAllowed(
+        f"model {model!r}: the served model is not uploaded or deleted over the API; it changes by "
+        f"training (POST /train/{model}) or on the server's disk (--conf model)"
+    )

@@ -33,11 +33,15 @@ def check_label_volume(label: Path, study_path: Path, study: str, tag: str) -> N
     try:
         label_shape, study_shape = tuple(load(label).shape[1:]), tuple(load(study_path).shape[1:])
     except DataError as err:
-        raise Invalid(f"label '{tag}' of study '{study}' is not a readable volume: "
-                      f"{one_line(err).replace(str(label), 'the upload')}") from err
+        raise Invalid(
+            f"label '{tag}' of study '{study}' is not a readable volume: "
+            f"{one_line(err).replace(str(label), 'the upload')}"
+        ) from err
     if label_shape != study_shape:
-        raise Invalid(f"label '{tag}' of study '{study}': a volume of shape {list(label_shape)} does not match the "
-                      f"study's {list(study_shape)}")
+        raise Invalid(
+            f"label '{tag}' of study '{study}': a volume of shape {list(label_shape)} does not match the "
+            f"study's {list(study_shape)}"
+        )
 
 
 def write_nifti(scan: Path, target: Path) -> Path:

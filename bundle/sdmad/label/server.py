@@ -101,8 +101,9 @@ def without(router: APIRouter, dropped: set[tuple[str, str]]) -> APIRouter:
 
 def create_app(conf: dict[str, Any]) -> FastAPI:
     """The web app; ``conf`` is the server's `--conf` (`cors_origins`, `allowed_hosts`: lists or comma-separated)."""
-    api = FastAPI(title="SD-MAD MONAI Label", version=sdmad.__version__, lifespan=lifespan, docs_url="/",
-                  redoc_url="/docs")
+    api = FastAPI(
+        title="SD-MAD MONAI Label", version=sdmad.__version__, lifespan=lifespan, docs_url="/", redoc_url="/docs"
+    )
     origins = names(conf_value(conf.get("cors_origins")))
     if origins:
         api.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=CORS_METHODS, allow_headers=["*"])

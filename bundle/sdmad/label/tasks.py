@@ -39,8 +39,12 @@ class SDMADInferTask(InferTask):
     """
 
     def __init__(self, predictor: BundlePredictor, model_path: Path):
-        super().__init__(type=InferType.CLASSIFICATION, labels=predictor.categories, dimension=3,
-                         description="SD-MAD: per-category anomaly scores and decisions of every slice and the study")
+        super().__init__(
+            type=InferType.CLASSIFICATION,
+            labels=predictor.categories,
+            dimension=3,
+            description="SD-MAD: per-category anomaly scores and decisions of every slice and the study",
+        )
         self.predictor, self.model_path = predictor, model_path
 
     def is_valid(self) -> bool:
@@ -52,11 +56,24 @@ class SDMADInferTask(InferTask):
     def __call__(self, request: dict) -> tuple[None, dict]:
         result = self.predictor.predict(request["image"])
         volume = result["volumes"][0]
-        prediction = [{"idx": i, "label": name, "score": volume["scores"][name], "decision": volume["decisions"][name],
-                       "margin": volume["margins"][name], "positive_slices": volume["positive_slices"][name]}
-                      for i, name in enumerate(self.predictor.categories)]
-        return None, {"prediction": prediction, "study": volume, "slices": result["slices"],
-                      "sign_selection": result["sign_selection"], "note": NOT_FOR_DIAGNOSIS}
+        prediction = [
+            {
+                "idx": i,
+                "label": name,
+                "score": volume["scores"][name],
+                "decision": volume["decisions"][name],
+                "margin": volume["margins"][name],
+                "positive_slices": volume["positive_slices"][name],
+            }
+            for i, name in enumerate(self.predictor.categories)
+        ]
+        return None, {
+            "prediction": prediction,
+            "study": volume,
+            "slices": result["slices"],
+            "sign_selection": result["sign_selection"],
+            "note": NOT_FOR_DIAGNOSIS,
+        }
 
 
 class SDMADTrainTask(TrainTask):
@@ -73,8 +90,16 @@ class SDMADTrainTask(TrainTask):
         slices: slices of each study that carry its labels.
     """
 
-    def __init__(self, bundle_root: Path, model_path: Path, runs_dir: Path, overrides: dict[str, Any],
-                 categories: list[str], max_epochs: int = 100, slices: Any = "all"):
+    def __init__(
+        self,
+        bundle_root: Path,
+        model_path: Path,
+        runs_dir: Path,
+        overrides: dict[str, Any],
+        categories: list[str],
+        max_epochs: int = 100,
+        slices: Any = "all",
+    ):
         super().__init__("SD-MAD few-shot retraining on the labelled studies")
         self.bundle_root, self.model_path, self.runs_dir = bundle_root, model_path, runs_dir
         self.overrides, self.categories, self.max_epochs, self.slices = overrides, categories, max_epochs, slices
@@ -114,8 +139,10 @@ class SDMADTrainTask(TrainTask):
         counts = {c: sum(c in labels for _, labels in studies) for c in self.categories}
         short = {c: n for c, n in counts.items() if n < shots}
         if short:
-            raise Invalid(f"too few labelled studies for {shots} shot(s) of {sorted(short)}: label at least {shots} "
-                          f"per category (labelled so far: {counts})")
+            raise Invalid(
+                f"too few labelled studies for {shots} shot(s) of {sorted(short)}: label at least {shots} "
+                f"per category (labelled so far: {counts})"
+            )
         return studies
 
     def check(self, params: dict[str, Any], datastore: Datastore) -> dict[str, Any]:
@@ -136,11 +163,24 @@ class SDMADTrainTask(TrainTask):
             writer.writerow(["path", "labels", "patient"])  # each study its own group
             writer.writerows([path, "|".join(labels) or "normal", path] for path, labels in studies)
         normals = sum(not labels for _, labels in studies)
-        run_workflow("training", self.bundle_root, extra_configs=["configs/csv_task.yaml"], csv_file=str(table),
-                     output_root=str(self.runs_dir), run_name=run_name, epochs=epochs,
-                     learning_rate=options["learning_rate"], shots=shots, normal_shots=min(shots, normals),
-                     val_fraction=0.0, val_interval=epochs + 1, require_test=False, slices=self.slices, num_workers=0,
-                     **self.overrides)
+        run_workflow(
+            "training",
+            self.bundle_root,
+            extra_configs=["configs/csv_task.yaml"],
+            csv_file=str(table),
+            output_root=str(self.runs_dir),
+            run_name=run_name,
+            epochs=epochs,
+            learning_rate=options["learning_rate"],
+            shots=shots,
+            normal_shots=min(shots, normals),
+            val_fraction=0.0,
+            val_interval=epochs + 1,
+            require_test=False,
+            slices=self.slices,
+            num_workers=0,
+            **self.overrides,
+        )
         trained = self.runs_dir / run_name / "training" / "model.pt"
         with atomic_path(self.model_path) as temporary:
             temporary.write_bytes(trained.read_bytes())

@@ -53,15 +53,29 @@ class TrainingRunner:
         if not self._held.acquire(blocking=False):
             raise Conflict("a training is already running: wait for it (GET /train/) or stop it (DELETE /train/)")
         try:
-            task = {"id": str(uuid.uuid4()), "status": "RUNNING", "request": request, "start_ts": _now(),
-                    "details": deque(maxlen=LOG_LINES)}
-            command = [sys.executable, "-m", "monailabel.interfaces.utils.app", "-m", "train", "-r",
-                       json.dumps(request)]
-            self._process = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                             text=True)
+            task = {
+                "id": str(uuid.uuid4()),
+                "status": "RUNNING",
+                "request": request,
+                "start_ts": _now(),
+                "details": deque(maxlen=LOG_LINES),
+            }
+            command = [
+                sys.executable,
+                "-m",
+                "monailabel.interfaces.utils.app",
+                "-m",
+                "train",
+                "-r",
+                json.dumps(request),
+            ]
+            self._process = subprocess.Popen(
+                command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
             self._tasks.append(task)
-            threading.Thread(target=self._follow, args=(task, self._process), name="sdmad-training",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._follow, args=(task, self._process), name="sdmad-training", daemon=True
+            ).start()
         except BaseException:
             self._held.release()
             raise
@@ -117,5 +131,10 @@ class TrainingRunner:
 
 def child_environment(app_dir: str, studies: str, conf: dict[str, Any]) -> dict[str, str]:
     """The environment in which MONAI Label's entry point builds the same app as the server's (its settings)."""
-    return {**os.environ, "MONAI_LABEL_APP_DIR": app_dir, "MONAI_LABEL_STUDIES": studies,
-            "MONAI_LABEL_APP_CONF": json.dumps(conf), "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false"}
+    return {
+        **os.environ,
+        "MONAI_LABEL_APP_DIR": app_dir,
+        "MONAI_LABEL_STUDIES": studies,
+        "MONAI_LABEL_APP_CONF": json.dumps(conf),
+        "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false",
+    }

@@ -133,8 +133,10 @@ class UncertaintyStrategy(Strategy):
         values, pending = self.cache.lookup(candidates)
         if not values:
             if pending:
-                raise StillComputing(f"active learning: uncertainty still being computed for {len(pending)} of "
-                                     f"{len(candidates)} unlabelled studies; retry in a few seconds")
+                raise StillComputing(
+                    f"active learning: uncertainty still being computed for {len(pending)} of "
+                    f"{len(candidates)} unlabelled studies; retry in a few seconds"
+                )
             return None  # nothing unlabelled (or nothing readable) left
         chosen = min(values, key=values.get)
         return {"id": chosen, "uncertainty": values[chosen], "computed": len(values), "pending": len(pending)}

@@ -155,8 +155,8 @@ def resolve_pretrained(
     if not _host_reachable(host, probe_timeout_s):
         raise PretrainedWeightsUnavailableError(
             f"Could not fetch the pretrained weights '{pretrained}' for '{model_name}': {host} cannot be reached "
-            f"(offline?) and the weights are not in the local cache. " + _tag_download_hint(model_name, pretrained,
-                                                                                             tag_cfg)
+            f"(offline?) and the weights are not in the local cache. "
+            + _tag_download_hint(model_name, pretrained, tag_cfg)
         )
     try:
         path = open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)
@@ -213,9 +213,17 @@ def load_clip(
             f"(built-in text transformer) only."
         )
     if resolved is None and not model_name.startswith(("local-dir:", "hf-hub:")):
-        logger.warning("CLIP %s has RANDOM weights (pretrained=%r): fine for tests and shape checks, meaningless on "
-                       "real images; pass pretrained=<open_clip tag | local checkpoint file>.", model_name, pretrained)
+        logger.warning(
+            "CLIP %s has RANDOM weights (pretrained=%r): fine for tests and shape checks, meaningless on "
+            "real images; pass pretrained=<open_clip tag | local checkpoint file>.",
+            model_name,
+            pretrained,
+        )
     else:
-        logger.info("CLIP %s at %s px, weights: %s", model_name, image_size or "native",
-                    resolved.source if resolved else model_name)
+        logger.info(
+            "CLIP %s at %s px, weights: %s",
+            model_name,
+            image_size or "native",
+            resolved.source if resolved else model_name,
+        )
     return model.eval(), open_clip.get_tokenizer(model_name)

@@ -87,8 +87,10 @@ class SDMADNetwork(nn.Module):
         grad_checkpointing: bool = False,
     ):
         super().__init__()
-        text_adapter, grad_checkpointing = as_flag(text_adapter, "text_adapter"), as_flag(grad_checkpointing,
-                                                                                           "grad_checkpointing")
+        text_adapter, grad_checkpointing = (
+            as_flag(text_adapter, "text_adapter"),
+            as_flag(grad_checkpointing, "grad_checkpointing"),
+        )
         quick_gelu = as_optional_flag(quick_gelu, "quick_gelu")
         if frozen_dtype not in FROZEN_DTYPES:
             raise ValueError(f"frozen_dtype must be one of {sorted(FROZEN_DTYPES)}, got '{frozen_dtype}'")
@@ -98,10 +100,17 @@ class SDMADNetwork(nn.Module):
         self.calibration: Calibration | None = None
         self.backbone = f"{model_name}, weights: {pretrained if pretrained not in (None, '') else 'random'}"
         self._record = {
-            "model_name": model_name, "pretrained": weights_identity(pretrained), "image_size": image_size,
-            "image_adapter_blocks": list(image_adapter_blocks), "adapter_blocks_depth": adapter_blocks_depth,
-            "text_adapter": text_adapter, "bottleneck_ratio": bottleneck_ratio, "activation": activation, "lam": lam,
-            "categories": signs.category_names, "sign_prompts": signs.sign_prompts,
+            "model_name": model_name,
+            "pretrained": weights_identity(pretrained),
+            "image_size": image_size,
+            "image_adapter_blocks": list(image_adapter_blocks),
+            "adapter_blocks_depth": adapter_blocks_depth,
+            "text_adapter": text_adapter,
+            "bottleneck_ratio": bottleneck_ratio,
+            "activation": activation,
+            "lam": lam,
+            "categories": signs.category_names,
+            "sign_prompts": signs.sign_prompts,
             "normal_prompts": list(signs.normal),
         }
         self.clip, self.tokenizer = load_clip(model_name, pretrained, image_size, quick_gelu, cache_dir)
@@ -117,10 +126,12 @@ class SDMADNetwork(nn.Module):
         visual_blocks = self.clip.visual.transformer.resblocks
         self.image_blocks = map_adapter_blocks(image_adapter_blocks, len(visual_blocks), adapter_blocks_depth)
         image_width = self.clip.visual.transformer.width
-        self.image_adapters = nn.ModuleDict({
-            str(b): ShiftAdapter(image_width, round(image_width * bottleneck_ratio), activation, lam)
-            for b in self.image_blocks
-        })
+        self.image_adapters = nn.ModuleDict(
+            {
+                str(b): ShiftAdapter(image_width, round(image_width * bottleneck_ratio), activation, lam)
+                for b in self.image_blocks
+            }
+        )
         for b, adapter in self.image_adapters.items():
             visual_blocks[int(b) - 1].register_forward_hook(adapter.block_hook)
         self.text_adapter: ShiftAdapter | None = None
@@ -128,8 +139,12 @@ class SDMADNetwork(nn.Module):
             text_width = self.clip.transformer.width
             self.text_adapter = ShiftAdapter(text_width, round(text_width * bottleneck_ratio), activation, lam)
             self.clip.transformer.resblocks[-1].register_forward_hook(self.text_adapter.block_hook)
-        logger.info("SD-MAD adapters on image blocks %s of %d (1-based)%s", self.image_blocks, len(visual_blocks),
-                    " and on the last text block" if text_adapter else "")
+        logger.info(
+            "SD-MAD adapters on image blocks %s of %d (1-based)%s",
+            self.image_blocks,
+            len(visual_blocks),
+            " and on the last text block" if text_adapter else "",
+        )
 
         self.register_state_dict_post_hook(_drop_frozen_weights)
         self.register_load_state_dict_post_hook(_ignore_missing_frozen_weights)
@@ -147,13 +162,15 @@ class SDMADNetwork(nn.Module):
             raise NotImplementedError("the cached text path needs open_clip's batch_first text transformer")
         tokens = self.tokenizer(prompts)
         handle = self.clip.transformer.resblocks[-1].register_forward_hook(
-            lambda module, args, output: captured.append(output))
+            lambda module, args, output: captured.append(output)
+        )
         try:
             self.clip.encode_text(tokens)
         finally:
             handle.remove()
-        return text_global_pool(captured[0], tokens, self.clip.text_pool_type,
-                                eos_token_id=getattr(self.clip, "text_eos_id", None))
+        return text_global_pool(
+            captured[0], tokens, self.clip.text_pool_type, eos_token_id=getattr(self.clip, "text_eos_id", None)
+        )
 
     def _project_text(self, states: torch.Tensor) -> torch.Tensor:
         x = self.text_adapter(states) if self.text_adapter is not None else states
@@ -201,8 +218,7 @@ class SDMADNetwork(nn.Module):
         sign_features = self.sign_features()
         if selection is None:
             selection = select_signs(sign_features, self.sign_category, self.signs.category_names)
-        return score_images(self.encode_images(images), sign_features, self.anchor_feature(),
-                            selection.category_mask())
+        return score_images(self.encode_images(images), sign_features, self.anchor_feature(), selection.category_mask())
 
     def forward(self, images: torch.Tensor, output: str = "scores"):
         """[B, 3, H, W] -> [B, C]: s_c, the max cosine over each category's kept signs.

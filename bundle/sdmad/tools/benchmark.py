@@ -65,16 +65,29 @@ class BenchmarkSettings:
         """A file of the bundle (configs, sign files), with a clear error when ``bundle_root`` is not a bundle."""
         path = Path(self.bundle_root) / relative
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run the benchmark from the repository's root or pass "
-                                    "--bundle-root <the folder holding configs/>")
+            raise FileNotFoundError(
+                f"{path} not found: run the benchmark from the repository's root or pass "
+                "--bundle-root <the folder holding configs/>"
+            )
         return path
 
     @classmethod
     def tiny(cls) -> BenchmarkSettings:
-        return cls(model_name="sdmad-tiny", batch_sizes=(8, 32), naive_images=8, min_seconds=0.2, e2e_volumes=4,
-                   per_slice_volumes=4, e2e_slices=8, e2e_size=96, e2e_batch_volumes=2, num_workers=1,
-                   sign_counts=(6, 24, 96), training_batches=(1, 8),
-                   training_variants=("float32", "float32+checkpointing"))
+        return cls(
+            model_name="sdmad-tiny",
+            batch_sizes=(8, 32),
+            naive_images=8,
+            min_seconds=0.2,
+            e2e_volumes=4,
+            per_slice_volumes=4,
+            e2e_slices=8,
+            e2e_size=96,
+            e2e_batch_volumes=2,
+            num_workers=1,
+            sign_counts=(6, 24, 96),
+            training_batches=(1, 8),
+            training_variants=("float32", "float32+checkpointing"),
+        )
 
 
 @dataclass
@@ -108,8 +121,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_call(fn: Callable[[], object], device: torch.device, min_seconds: float, warmup: int = 2,
-                     min_calls: int = 3) -> float:
+def seconds_per_call(
+    fn: Callable[[], object], device: torch.device, min_seconds: float, warmup: int = 2, min_calls: int = 3
+) -> float:
     """Mean wall time of ``fn`` after ``warmup`` calls, over at least ``min_calls`` calls and ``min_seconds``."""
     for _ in range(warmup):
         fn()
@@ -132,12 +146,18 @@ def text_tower(clip: torch.nn.Module) -> torch.nn.Module:
     return clip.text if hasattr(clip, "text") else clip.token_embedding
 
 
-def build_network(settings: BenchmarkSettings, device: torch.device, frozen_dtype: str = "float32",
-                  grad_checkpointing: bool = False) -> SDMADNetwork:
+def build_network(
+    settings: BenchmarkSettings, device: torch.device, frozen_dtype: str = "float32", grad_checkpointing: bool = False
+) -> SDMADNetwork:
     torch.manual_seed(0)
-    network = SDMADNetwork(benchmark_signs(settings), model_name=settings.model_name, pretrained="none",
-                           image_size=settings.image_size, frozen_dtype=frozen_dtype,
-                           grad_checkpointing=grad_checkpointing)
+    network = SDMADNetwork(
+        benchmark_signs(settings),
+        model_name=settings.model_name,
+        pretrained="none",
+        image_size=settings.image_size,
+        frozen_dtype=frozen_dtype,
+        grad_checkpointing=grad_checkpointing,
+    )
     return network.to(device).eval()
 
 
@@ -157,8 +177,9 @@ def image_encoder_gflop(network: SDMADNetwork, image_size: int, device: torch.de
     return counter.get_total_flops() / 1e9
 
 
-def measure_image_path(settings: BenchmarkSettings, device: torch.device, plain: SDMADNetwork,
-                       fast: SDMADNetwork) -> dict:
+def measure_image_path(
+    settings: BenchmarkSettings, device: torch.device, plain: SDMADNetwork, fast: SDMADNetwork
+) -> dict:
     """Naive loop vs the project's batched path, both to per-category scores."""
     size = settings.image_size
     images = torch.rand(max(settings.batch_sizes), 3, size, size, device=device)
@@ -174,17 +195,22 @@ def measure_image_path(settings: BenchmarkSettings, device: torch.device, plain:
         mask = select_signs(sign_features, fast.sign_category, fast.signs.category_names).category_mask()
     per_batch = {}
     for batch in settings.batch_sizes:
+
         def batched(batch: int = batch) -> None:
             with torch.inference_mode():
                 score_images(fast.encode_images(images[:batch]), sign_features, anchor, mask).category_scores.cpu()
 
         per_batch[batch] = batch / seconds_per_call(batched, device, settings.min_seconds)
     best = max(per_batch, key=per_batch.get)
-    return {"naive_images_per_s": naive_rate, "naive": "float32, batch 1, text and sign selection per image",
-            "fast_images_per_s": per_batch[best], "fast_batch_size": best,
-            "fast": f"{str(fast.image_dtype).removeprefix('torch.')} frozen encoder, batched, cached text, "
-                    "inference mode", "per_batch_size_images_per_s": per_batch,
-            "speedup": per_batch[best] / naive_rate}
+    return {
+        "naive_images_per_s": naive_rate,
+        "naive": "float32, batch 1, text and sign selection per image",
+        "fast_images_per_s": per_batch[best],
+        "fast_batch_size": best,
+        "fast": f"{str(fast.image_dtype).removeprefix('torch.')} frozen encoder, batched, cached text, inference mode",
+        "per_batch_size_images_per_s": per_batch,
+        "speedup": per_batch[best] / naive_rate,
+    }
 
 
 def write_phantom_volumes(folder: Path, count: int, slices: int, size: int, distinct: int = 16) -> list[Path]:
@@ -230,8 +256,11 @@ def measure_decode(settings: BenchmarkSettings, volumes: list[Path]) -> dict:
             rates[path] = slices / (time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
-    return {"slices_per_s_per_core": rates, "slice_size": settings.e2e_size,
-            "speedup": rates["batched"] / rates["per-slice"]}
+    return {
+        "slices_per_s_per_core": rates,
+        "slice_size": settings.e2e_size,
+        "speedup": rates["batched"] / rates["per-slice"],
+    }
 
 
 def measure_device_preprocessing(settings: BenchmarkSettings, device: torch.device) -> dict:
@@ -246,8 +275,13 @@ def measure_device_preprocessing(settings: BenchmarkSettings, device: torch.devi
     return {"ms_per_batch": seconds * 1e3, "batch_images": batch, "slice_size": settings.e2e_size}
 
 
-def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen_dtype: str, volumes: list[Path],
-                       model_only_images_per_s: Callable[[int], float]) -> dict:
+def measure_end_to_end(
+    settings: BenchmarkSettings,
+    device: torch.device,
+    frozen_dtype: str,
+    volumes: list[Path],
+    model_only_images_per_s: Callable[[int], float],
+) -> dict:
     """`configs/inference.yaml`'s evaluator over phantom NIfTI volumes, per path: one timed run each, worker start
     included, as in real use (the network is warm from the model-only figure). The per-slice path, about ten times
     slower, runs over the first ``per_slice_volumes`` of them. "loader only" iterates the batched path's data loader
@@ -257,14 +291,28 @@ def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen
 
     batch = settings.e2e_batch_volumes * settings.e2e_slices
     model_only = model_only_images_per_s(batch)
-    figures = {"model_only_images_per_s": model_only, "slices_per_volume": settings.e2e_slices,
-               "slice_size": settings.e2e_size, "batch_images": batch, "num_workers": settings.num_workers}
+    figures = {
+        "model_only_images_per_s": model_only,
+        "slices_per_volume": settings.e2e_slices,
+        "slice_size": settings.e2e_size,
+        "batch_images": batch,
+        "num_workers": settings.num_workers,
+    }
     parser = ConfigParser()
     parser.read_config(str(settings.bundle_file("configs/inference.yaml")))
-    parser.update({"bundle_root": settings.bundle_root, "model_name": settings.model_name, "pretrained": "none",
-                   "image_size": settings.image_size, "frozen_dtype": frozen_dtype, "checkpoint": "none",
-                   "device": f"$torch.device('{device}')", "batch_size": settings.e2e_batch_volumes,
-                   "num_workers": settings.num_workers})
+    parser.update(
+        {
+            "bundle_root": settings.bundle_root,
+            "model_name": settings.model_name,
+            "pretrained": "none",
+            "image_size": settings.image_size,
+            "frozen_dtype": frozen_dtype,
+            "checkpoint": "none",
+            "device": f"$torch.device('{device}')",
+            "batch_size": settings.e2e_batch_volumes,
+            "num_workers": settings.num_workers,
+        }
+    )
     network = parser.get_parsed_content("network")
     parser["network"] = network
     parser.get_parsed_content("load_weights")
@@ -287,8 +335,12 @@ def measure_end_to_end(settings: BenchmarkSettings, device: torch.device, frozen
             _sync(device)
             seconds = time.perf_counter() - start
             rate = len(subset) * settings.e2e_slices / seconds
-            figures[path] = {"images_per_s": rate, "fraction_of_model_only": rate / model_only, "seconds": seconds,
-                             "volumes": len(subset)}
+            figures[path] = {
+                "images_per_s": rate,
+                "fraction_of_model_only": rate / model_only,
+                "seconds": seconds,
+                "volumes": len(subset),
+            }
         loader = parser.get_parsed_content("dataloader", lazy=False)
         start = time.perf_counter()
         slices = sum(len(batch["image"]) for batch in loader)
@@ -375,11 +427,19 @@ def measure_inference(settings: BenchmarkSettings, device: torch.device, result:
 
 def run_benchmark(settings: BenchmarkSettings, progress: Callable[[str], None] = print) -> BenchmarkResult:
     device = resolve_device(settings.device)
-    progress(f"benchmark on {device_name(device)}: {settings.model_name} at {settings.image_size} px; image path, "
-             "end to end through configs/inference.yaml, sign selection + scoring")
-    result = BenchmarkResult(device=device_name(device), device_type=device.type, torch=torch.__version__,
-                             python=platform.python_version(), date=datetime.date.today().isoformat(),
-                             settings=asdict(settings), gflop_per_image=0.0)
+    progress(
+        f"benchmark on {device_name(device)}: {settings.model_name} at {settings.image_size} px; image path, "
+        "end to end through configs/inference.yaml, sign selection + scoring"
+    )
+    result = BenchmarkResult(
+        device=device_name(device),
+        device_type=device.type,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        date=datetime.date.today().isoformat(),
+        settings=asdict(settings),
+        gflop_per_image=0.0,
+    )
     measure_inference(settings, device, result)
     for variant in settings.training_variants:
         progress(f"adapter training steps: {variant}")
@@ -394,15 +454,23 @@ def _mib(value: float | None) -> str:
 def end_to_end_rows(result: BenchmarkResult) -> list[str]:
     """The decode and end-to-end rows, per path."""
     decode, e2e = result.decode, result.end_to_end
-    rows = [f"| loader worker job, {decode['slice_size']}² slices, {path} | "
-            f"{decode['slices_per_s_per_core'][path]:.0f} slices/s per core |" for path in PATHS]
+    rows = [
+        f"| loader worker job, {decode['slice_size']}² slices, {path} | "
+        f"{decode['slices_per_s_per_core'][path]:.0f} slices/s per core |"
+        for path in PATHS
+    ]
     prep = decode["device_preprocessing"]
-    rows.append(f"| batched preprocessing on the device (CLIPInput), {prep['batch_images']} slices of "
-                f"{prep['slice_size']}² | {prep['ms_per_batch']:.2f} ms per batch |")
-    rows += [f"| end to end, {e2e[path]['volumes']} NIfTI volumes x {e2e['slices_per_volume']} slices of "
-             f"{e2e['slice_size']}², {e2e['num_workers']} workers, {path} | {e2e[path]['images_per_s']:.1f} images/s "
-             f"= {100 * e2e[path]['fraction_of_model_only']:.0f} % of model-only "
-             f"({e2e['model_only_images_per_s']:.1f} at batch {e2e['batch_images']}) |" for path in PATHS]
+    rows.append(
+        f"| batched preprocessing on the device (CLIPInput), {prep['batch_images']} slices of "
+        f"{prep['slice_size']}² | {prep['ms_per_batch']:.2f} ms per batch |"
+    )
+    rows += [
+        f"| end to end, {e2e[path]['volumes']} NIfTI volumes x {e2e['slices_per_volume']} slices of "
+        f"{e2e['slice_size']}², {e2e['num_workers']} workers, {path} | {e2e[path]['images_per_s']:.1f} images/s "
+        f"= {100 * e2e[path]['fraction_of_model_only']:.0f} % of model-only "
+        f"({e2e['model_only_images_per_s']:.1f} at batch {e2e['batch_images']}) |"
+        for path in PATHS
+    ]
     rows.append(f"| data loader alone, batched path (no model) | {e2e['loader_only_images_per_s']:.1f} images/s |")
     return rows
 
@@ -410,21 +478,29 @@ def end_to_end_rows(result: BenchmarkResult) -> list[str]:
 def format_table(result: BenchmarkResult) -> str:
     """The figures as Markdown tables."""
     image, e2e = result.image_path, result.end_to_end
-    lines = [f"Device: {result.device}; torch {result.torch}; {result.date}; model "
-             f"{result.settings['model_name']} at {result.settings['image_size']} px "
-             f"({result.gflop_per_image:.1f} GFLOP per image, image encoder)", "",
-             "| figure | value |", "|---|---|",
-             f"| naive image path ({image['naive']}) | {image['naive_images_per_s']:.1f} images/s |",
-             f"| project image path ({image['fast']}, batch {image['fast_batch_size']}) | "
-             f"{image['fast_images_per_s']:.1f} images/s |",
-             f"| speed-up over the naive loop | {image['speedup']:.1f}x |",
-             f"| achieved image-encoder throughput | "
-             f"{image['fast_images_per_s'] * result.gflop_per_image / 1e3:.2f} TFLOP/s |",
-             *end_to_end_rows(result),
-             f"| text-encoder calls during end-to-end inference | {e2e['text_encoder_calls']} |", "",
-             "| signs | selection + scoring, µs per image (batch 256) |", "|---|---|"]
+    lines = [
+        f"Device: {result.device}; torch {result.torch}; {result.date}; model "
+        f"{result.settings['model_name']} at {result.settings['image_size']} px "
+        f"({result.gflop_per_image:.1f} GFLOP per image, image encoder)",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| naive image path ({image['naive']}) | {image['naive_images_per_s']:.1f} images/s |",
+        f"| project image path ({image['fast']}, batch {image['fast_batch_size']}) | "
+        f"{image['fast_images_per_s']:.1f} images/s |",
+        f"| speed-up over the naive loop | {image['speedup']:.1f}x |",
+        f"| achieved image-encoder throughput | "
+        f"{image['fast_images_per_s'] * result.gflop_per_image / 1e3:.2f} TFLOP/s |",
+        *end_to_end_rows(result),
+        f"| text-encoder calls during end-to-end inference | {e2e['text_encoder_calls']} |",
+        "",
+        "| signs | selection + scoring, µs per image (batch 256) |",
+        "|---|---|",
+    ]
     lines += [f"| {row['signs']} | {row['us_per_image']:.2f} |" for row in result.scoring]
     lines += ["", "| training variant | batch | step (ms) | peak GPU memory (MiB) |", "|---|---|---|---|"]
-    lines += [f"| {row['variant']} | {row['batch']} | {row['step_ms']:.1f} | {_mib(row['peak_mib'])} |"
-              for row in result.training]
+    lines += [
+        f"| {row['variant']} | {row['batch']} | {row['step_ms']:.1f} | {_mib(row['peak_mib'])} |"
+        for row in result.training
+    ]
     return "\n".join(lines)

@@ -18,8 +18,10 @@ logger = logging.getLogger(__name__)
 HEADLINE_METRICS = ("mean_category_auroc", "hamming_score", "subset_accuracy", "image_auroc")
 DECISION_METRICS = ("hamming_score", "subset_accuracy")
 VARIANT_NAMES = {
-    "zero_shot": "zero-shot CLIP (adapters off), Eq. 8", "zero_shot_calibrated": "zero-shot CLIP, calibrated",
-    "trained": "SD-MAD (trained adapters), Eq. 8", "trained_calibrated": "SD-MAD, calibrated",
+    "zero_shot": "zero-shot CLIP (adapters off), Eq. 8",
+    "zero_shot_calibrated": "zero-shot CLIP, calibrated",
+    "trained": "SD-MAD (trained adapters), Eq. 8",
+    "trained_calibrated": "SD-MAD, calibrated",
     "all_absent": "all-absent predictor (trivial)",
 }
 
@@ -33,31 +35,41 @@ def report_variants(report_file: str | Path, name: str) -> dict[str, dict[str, f
     (AUROCs do not depend on the rule), plus the all-absent predictor's protocol-2 figures."""
     protocols = json.loads(Path(report_file).read_text())["protocols"]
     multi = protocols["multi_label"]
-    aurocs = {"mean_category_auroc": _number(protocols["category_auroc"]["mean"]),
-              "image_auroc": _number(protocols["general_ad"]["image_auroc"])}
+    aurocs = {
+        "mean_category_auroc": _number(protocols["category_auroc"]["mean"]),
+        "image_auroc": _number(protocols["general_ad"]["image_auroc"]),
+    }
     variants = {name: {**aurocs, **{m: _number(multi["rules"]["paper"][m]) for m in DECISION_METRICS}}}
     calibrated = multi["rules"]["calibrated"]
     if isinstance(calibrated, dict):
         variants[f"{name}_calibrated"] = {**aurocs, **{m: _number(calibrated[m]) for m in DECISION_METRICS}}
-    variants["all_absent"] = {"mean_category_auroc": None, "image_auroc": None,
-                              **{m: _number(multi[f"{m}_all_absent"]) for m in DECISION_METRICS}}
+    variants["all_absent"] = {
+        "mean_category_auroc": None,
+        "image_auroc": None,
+        **{m: _number(multi[f"{m}_all_absent"]) for m in DECISION_METRICS},
+    }
     return variants
 
 
 def headline_metrics(report_file: str | Path) -> dict[str, float | None]:
     """The headline figures of a report.json under its own decision rule (None where undefined)."""
     protocols = json.loads(Path(report_file).read_text())["protocols"]
-    values = {"mean_category_auroc": protocols["category_auroc"]["mean"],
-              "hamming_score": protocols["multi_label"]["hamming_score"],
-              "subset_accuracy": protocols["multi_label"]["subset_accuracy"],
-              "image_auroc": protocols["general_ad"]["image_auroc"]}
+    values = {
+        "mean_category_auroc": protocols["category_auroc"]["mean"],
+        "hamming_score": protocols["multi_label"]["hamming_score"],
+        "subset_accuracy": protocols["multi_label"]["subset_accuracy"],
+        "image_auroc": protocols["general_ad"]["image_auroc"],
+    }
     return {name: _number(value) for name, value in values.items()}
 
 
 def mean_std(values: Sequence[float]) -> dict[str, Any]:
     """Mean and sample standard deviation (ddof 1; None with fewer than two values)."""
-    return {"mean": float(np.mean(values)) if values else None,
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None, "seeds_defined": len(values)}
+    return {
+        "mean": float(np.mean(values)) if values else None,
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+        "seeds_defined": len(values),
+    }
 
 
 def summarise_seeds(per_seed: dict[int, dict[str, dict[str, float | None]]]) -> dict[str, Any]:
@@ -70,13 +82,21 @@ def summarise_seeds(per_seed: dict[int, dict[str, dict[str, float | None]]]) -> 
     summary: dict[str, Any] = {"seeds": sorted(per_seed), "per_seed": per_seed, "mean_std": {}}
     for variant in variants:
         summary["mean_std"][variant] = {
-            metric: mean_std([runs[variant][metric] for runs in per_seed.values()
-                              if variant in runs and runs[variant][metric] is not None])
-            for metric in HEADLINE_METRICS}
+            metric: mean_std(
+                [
+                    runs[variant][metric]
+                    for runs in per_seed.values()
+                    if variant in runs and runs[variant][metric] is not None
+                ]
+            )
+            for metric in HEADLINE_METRICS
+        }
     if all({"trained", "zero_shot"} <= set(runs) for runs in per_seed.values()):
-        gains = [runs["trained"]["mean_category_auroc"] - runs["zero_shot"]["mean_category_auroc"]
-                 for runs in per_seed.values()
-                 if None not in (runs["trained"]["mean_category_auroc"], runs["zero_shot"]["mean_category_auroc"])]
+        gains = [
+            runs["trained"]["mean_category_auroc"] - runs["zero_shot"]["mean_category_auroc"]
+            for runs in per_seed.values()
+            if None not in (runs["trained"]["mean_category_auroc"], runs["zero_shot"]["mean_category_auroc"])
+        ]
         summary["mean_category_auroc_gain"] = {"per_seed": gains, "min": min(gains) if gains else None}
     return summary
 
@@ -88,32 +108,55 @@ def _cell(value: float | None) -> str:
 def summary_markdown(summary: dict[str, Any], command: str) -> str:
     """Mean ± sample std over seeds, then every seed's figures, for each variant (both decision rules, the
     all-absent predictor, zero-shot CLIP)."""
+
     def cell(entry: dict) -> str:
         if entry["mean"] is None:
             return "—"
         return f"{entry['mean']:.3f} ± {entry['std']:.3f}" if entry["std"] is not None else f"{entry['mean']:.3f}"
 
     header = "| model | mean category AUROC | Hamming score | subset accuracy | image AUROC |"
-    lines = [f"Seeds {summary['seeds']}; mean ± sample std (ddof 1) over seeds. Command: `{command}`", "",
-             header, "|---|---|---|---|---|"]
+    lines = [
+        f"Seeds {summary['seeds']}; mean ± sample std (ddof 1) over seeds. Command: `{command}`",
+        "",
+        header,
+        "|---|---|---|---|---|",
+    ]
     for variant, metrics in summary["mean_std"].items():
-        lines.append(f"| {VARIANT_NAMES.get(variant, variant)} | "
-                     + " | ".join(cell(metrics[m]) for m in HEADLINE_METRICS) + " |")
-    lines += ["", "Per seed:", "", "| seed | model | mean category AUROC | Hamming score | subset accuracy | "
-              "image AUROC |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {VARIANT_NAMES.get(variant, variant)} | "
+            + " | ".join(cell(metrics[m]) for m in HEADLINE_METRICS)
+            + " |"
+        )
+    lines += [
+        "",
+        "Per seed:",
+        "",
+        "| seed | model | mean category AUROC | Hamming score | subset accuracy | image AUROC |",
+        "|---|---|---|---|---|---|",
+    ]
     for seed, runs in summary["per_seed"].items():
         for variant in summary["mean_std"]:
             if variant in runs:
-                lines.append(f"| {seed} | {VARIANT_NAMES.get(variant, variant)} | "
-                             + " | ".join(_cell(runs[variant][m]) for m in HEADLINE_METRICS) + " |")
+                lines.append(
+                    f"| {seed} | {VARIANT_NAMES.get(variant, variant)} | "
+                    + " | ".join(_cell(runs[variant][m]) for m in HEADLINE_METRICS)
+                    + " |"
+                )
     if "mean_category_auroc_gain" in summary:
         gains = ", ".join(f"{g:+.3f}" for g in summary["mean_category_auroc_gain"]["per_seed"])
         lines += ["", f"Gain in mean category AUROC, trained minus zero-shot, per seed: {gains}"]
     return "\n".join(lines) + "\n"
 
 
-def multi_seed(seeds: Sequence[int], run_name: str, bundle_root: str | Path = ".", extra_configs: Sequence[str] = (),
-               zero_shot: bool = True, command: str = "", **overrides: Any) -> dict[str, Any]:
+def multi_seed(
+    seeds: Sequence[int],
+    run_name: str,
+    bundle_root: str | Path = ".",
+    extra_configs: Sequence[str] = (),
+    zero_shot: bool = True,
+    command: str = "",
+    **overrides: Any,
+) -> dict[str, Any]:
     """Sampling -> training (afresh) -> evaluation (and the zero-shot baseline on the same test split) for every
     seed, each under both decision rules beside the all-absent predictor; writes `<runs>/<run_name>/summary.json`
     and `summary.md`."""
@@ -127,8 +170,9 @@ def multi_seed(seeds: Sequence[int], run_name: str, bundle_root: str | Path = ".
         per_seed[seed] = report_variants(root / "runs" / name / "evaluating" / "report.json", "trained")
         if zero_shot:
             run_workflow("evaluating", root, checkpoint="none", **common)
-            per_seed[seed].update(report_variants(root / "runs" / name / "evaluating_zero_shot" / "report.json",
-                                                  "zero_shot"))
+            per_seed[seed].update(
+                report_variants(root / "runs" / name / "evaluating_zero_shot" / "report.json", "zero_shot")
+            )
         logger.info("seed %d: %s", seed, per_seed[seed])
     summary = summarise_seeds(per_seed)
     summary["command"] = command

@@ -17,8 +17,9 @@ def _state_dict_bytes(network: SDMADNetwork) -> int:
 
 
 @torch.no_grad()
-def describe_network(network: SDMADNetwork, image_size: int, device: torch.device | str = "cpu",
-                     batch_size: int = 2) -> str:
+def describe_network(
+    network: SDMADNetwork, image_size: int, device: torch.device | str = "cpu", batch_size: int = 2
+) -> str:
     """What the network is (backbone, adapters, parameters, signs) and one timed forward on random images."""
     network = network.to(device).eval()
     visual = network.clip.visual

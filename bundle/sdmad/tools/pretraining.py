@@ -34,21 +34,49 @@ RECIPE_VERSION = 3  # 2: slices in display orientation; 3: captions with radiolo
 # spot, ventricles, white matter, ...), as a real CLIP's vocabulary does, but never a category name or a sign or
 # normal prompt of any sign file (tests/test_pretraining.py checks every shipped sign file).
 LOOKS = {
-    CATEGORIES[0]: ("a gap in the skull ring", "a missing piece of the skull", "an opening in the bright skull outline",
-                    "a break in the skull on one side"),
-    CATEGORIES[1]: ("a dark cavity with a ragged bright rim near the edge", "an irregular dark hollow ringed in bright",
-                    "a cavity with an uneven bright border", "a dark pocket with an irregular bright wall"),
-    CATEGORIES[2]: ("a few small bright spots in the brain", "one small round bright focus in the brain",
-                    "small bright blobs in the brain tissue", "a bright spot inside the brain"),
-    CATEGORIES[3]: ("a thick bright band just inside the skull", "a broad bright rim along the inner edge of the skull",
-                    "the inside of the skull lined by a thick bright layer", "a thick bright lining under the skull"),
-    CATEGORIES[4]: ("two large dark ventricles at the center", "wide dark ventricles in the middle",
-                    "big dark central ventricles", "very large ventricles"),
-    CATEGORIES[5]: ("many tiny bright dots around the ventricles", "scattered tiny bright specks near the ventricles",
-                    "a sprinkle of tiny bright points in the white matter", "tiny bright dots in the white matter"),
+    CATEGORIES[0]: (
+        "a gap in the skull ring",
+        "a missing piece of the skull",
+        "an opening in the bright skull outline",
+        "a break in the skull on one side",
+    ),
+    CATEGORIES[1]: (
+        "a dark cavity with a ragged bright rim near the edge",
+        "an irregular dark hollow ringed in bright",
+        "a cavity with an uneven bright border",
+        "a dark pocket with an irregular bright wall",
+    ),
+    CATEGORIES[2]: (
+        "a few small bright spots in the brain",
+        "one small round bright focus in the brain",
+        "small bright blobs in the brain tissue",
+        "a bright spot inside the brain",
+    ),
+    CATEGORIES[3]: (
+        "a thick bright band just inside the skull",
+        "a broad bright rim along the inner edge of the skull",
+        "the inside of the skull lined by a thick bright layer",
+        "a thick bright lining under the skull",
+    ),
+    CATEGORIES[4]: (
+        "two large dark ventricles at the center",
+        "wide dark ventricles in the middle",
+        "big dark central ventricles",
+        "very large ventricles",
+    ),
+    CATEGORIES[5]: (
+        "many tiny bright dots around the ventricles",
+        "scattered tiny bright specks near the ventricles",
+        "a sprinkle of tiny bright points in the white matter",
+        "tiny bright dots in the white matter",
+    ),
 }
-PLAIN = ("a brain with an intact skull ring and two small dark ventricles", "an even grey brain inside a smooth skull",
-         "a smooth skull ring around even grey brain tissue", "two small dark ventricles in an even grey brain")
+PLAIN = (
+    "a brain with an intact skull ring and two small dark ventricles",
+    "an even grey brain inside a smooth skull",
+    "a smooth skull ring around even grey brain tissue",
+    "two small dark ventricles in an even grey brain",
+)
 PREFIXES = ("a brain slice", "an axial head image", "a head scan slice")
 STOP_WORDS = frozenset("a an the with and of in on at to or by from its no".split())
 
@@ -63,8 +91,9 @@ def caption(labels: tuple[str, ...], rng: np.random.Generator) -> str:
     return f"{prefix} with " + " and ".join(parts)
 
 
-def caption_pairs(count: int, seed: int, size: int = 96, finding_probability: float = 0.3
-                  ) -> tuple[torch.Tensor, list[str]]:
+def caption_pairs(
+    count: int, seed: int, size: int = 96, finding_probability: float = 0.3
+) -> tuple[torch.Tensor, list[str]]:
     """``count`` preprocessed images `[count, 3, 240, 240]` and their captions, each with its own random stream."""
     slices, captions = [], []
     for index in range(count):
@@ -77,8 +106,15 @@ def caption_pairs(count: int, seed: int, size: int = 96, finding_probability: fl
     return CLIPInput()(torch.stack(slices)), captions
 
 
-def pretrain_tiny_clip(output_file: str | Path, steps: int = 350, batch_size: int = 32, pool: int = 1500,
-                       learning_rate: float = 5e-4, seed: int = 0, progress: bool = True) -> dict:
+def pretrain_tiny_clip(
+    output_file: str | Path,
+    steps: int = 350,
+    batch_size: int = 32,
+    pool: int = 1500,
+    learning_rate: float = 5e-4,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     """Train ``sdmad-tiny`` from random weights with the CLIP loss; write its state dict to ``output_file``.
 
     Returns a summary: steps, seconds, first and last loss, and the top-1 image->text accuracy on 256 fresh pairs.
@@ -113,18 +149,34 @@ def pretrain_tiny_clip(output_file: str | Path, steps: int = 350, batch_size: in
             iterator.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     save_atomic(model.state_dict(), output_file)
-    write_json_atomic({"recipe_version": RECIPE_VERSION, "steps": steps, "batch_size": batch_size, "pool": pool,
-                       "learning_rate": learning_rate, "seed": seed}, recipe_file(output_file))
+    write_json_atomic(
+        {
+            "recipe_version": RECIPE_VERSION,
+            "steps": steps,
+            "batch_size": batch_size,
+            "pool": pool,
+            "learning_rate": learning_rate,
+            "seed": seed,
+        },
+        recipe_file(output_file),
+    )
     held_out_images, held_out_captions = caption_pairs(256, seed + 1)
     with torch.no_grad():
-        similarity = model.encode_image(held_out_images, normalize=True) @ model.encode_text(
-            tokenizer(held_out_captions), normalize=True).T
+        similarity = (
+            model.encode_image(held_out_images, normalize=True)
+            @ model.encode_text(tokenizer(held_out_captions), normalize=True).T
+        )
     # a caption may fit several images (same findings): count a hit when the chosen caption has the same findings
     chosen = [held_out_captions[i] for i in similarity.argmax(dim=1).tolist()]
     accuracy = float(np.mean([_findings(a) == _findings(b) for a, b in zip(chosen, held_out_captions, strict=True)]))
-    summary = {"steps": steps, "seconds": round(time.perf_counter() - start, 1), "first_loss": losses[0],
-               "last_loss": float(np.mean(losses[-10:])), "held_out_retrieval_accuracy": accuracy,
-               "output_file": str(output_file)}
+    summary = {
+        "steps": steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "first_loss": losses[0],
+        "last_loss": float(np.mean(losses[-10:])),
+        "held_out_retrieval_accuracy": accuracy,
+        "output_file": str(output_file),
+    }
     logger.info("pretraining done: %s", summary)
     return summary
 
@@ -143,8 +195,11 @@ def ensure_tiny_backbone(weights: str | Path) -> bool:
     import json
 
     stamp = recipe_file(weights)
-    if Path(weights).is_file() and stamp.is_file() and json.loads(stamp.read_text()).get("recipe_version") == \
-            RECIPE_VERSION:
+    if (
+        Path(weights).is_file()
+        and stamp.is_file()
+        and json.loads(stamp.read_text()).get("recipe_version") == RECIPE_VERSION
+    ):
         return False
     print(f"pretraining the tiny CLIP on phantom image-caption pairs -> {weights} (once per recipe)")
     pretrain_tiny_clip(weights)

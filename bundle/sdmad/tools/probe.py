@@ -18,8 +18,9 @@ def nearest_centroid_probe(network: Any, splits_file: str | Path, batch_size: in
     network.bypass_adapters()
     network.eval()
 
-    prepare_batch = PrepareSlices(CLIPInput(network.config_record()["image_size"], mean=network.image_mean,
-                                            std=network.image_std))
+    prepare_batch = PrepareSlices(
+        CLIPInput(network.config_record()["image_size"], mean=network.image_mean, std=network.image_std)
+    )
 
     def features(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
         loader = DataLoader(Dataset(items, scan_transforms()), batch_size=batch_size, collate_fn=collate_slices)
@@ -29,6 +30,10 @@ def nearest_centroid_probe(network: Any, splits_file: str | Path, batch_size: in
 
     train_features, train_labels = features(load_split(splits_file, "train"))
     test_features, test_labels = features(load_split(splits_file, "test"))
-    centroids = torch.stack([torch.nn.functional.normalize(train_features[train_labels[:, c] > 0].mean(0), dim=0)
-                             for c in range(train_labels.shape[1])])
+    centroids = torch.stack(
+        [
+            torch.nn.functional.normalize(train_features[train_labels[:, c] > 0].mean(0), dim=0)
+            for c in range(train_labels.shape[1])
+        ]
+    )
     return category_auroc((test_features @ centroids.T).numpy(), test_labels.numpy(), network.signs.category_names)

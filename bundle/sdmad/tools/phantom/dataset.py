@@ -27,9 +27,17 @@ from sdmad.tools.phantom.writers import (
 PHANTOM_VERSION = 3  # 2: `.h5` in fastMRI's orientation, boxes in display coordinates; 3: 180 volumes
 
 
-def make_phantom_dataset(out: str | Path, volumes_per_category: int = 20, normal_volumes: int = 40,
-                         multi_label_volumes: int = 20, size: int = 96, num_slices: int = 12,
-                         kspace_volumes: int = 4, seed: int = 0, progress: bool = False) -> dict:
+def make_phantom_dataset(
+    out: str | Path,
+    volumes_per_category: int = 20,
+    normal_volumes: int = 40,
+    multi_label_volumes: int = 20,
+    size: int = 96,
+    num_slices: int = 12,
+    kspace_volumes: int = 4,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Write the phantom data set under ``out`` and return its manifest (also written as manifest.json).
 
     Layout: `nifti/<name>.nii.gz`, `dicom/<name>/IM0001.dcm...`, `h5/<name>.h5` (the first ``kspace_volumes``
@@ -52,25 +60,27 @@ def make_phantom_dataset(out: str | Path, volumes_per_category: int = 20, normal
         phantom = make_volume(name, labels, np.random.default_rng([seed, index]), size, num_slices)
         write_nifti(phantom, out / "nifti" / f"{name}.nii.gz")
         study_uid = generate_uid(entropy_srcs=[str(seed), name, "study"])
-        write_dicom_series(phantom, out / "dicom" / name, study_uid,
-                           generate_uid(entropy_srcs=[str(seed), name, "series"]))
+        write_dicom_series(
+            phantom, out / "dicom" / name, study_uid, generate_uid(entropy_srcs=[str(seed), name, "series"])
+        )
         write_fastmri_h5(phantom, out / "h5" / f"{name}.h5", with_kspace=index < kspace_volumes)
         write_bmad_slice(phantom, out / "bmad" / "PhantomBrain_AD", "valid" if index % 2 == 0 else "test")
         csv_rows += fastmri_plus_rows(phantom)
-        manifest["volumes"].append({"name": name, "labels": list(labels), "kspace": index < kspace_volumes,
-                                    "patient": f"P{index // 2:04d}"})
+        manifest["volumes"].append(
+            {"name": name, "labels": list(labels), "kspace": index < kspace_volumes, "patient": f"P{index // 2:04d}"}
+        )
     with open(out / "fastmri_plus" / "brain.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["file", "slice", "study_level", "x", "y", "width", "height", "label"])
         writer.writerows(csv_rows)
-    (out / "fastmri_plus" / "brain_file_list.csv").write_text(
-        "".join(f"{v['name']}\n" for v in manifest["volumes"]))
+    (out / "fastmri_plus" / "brain_file_list.csv").write_text("".join(f"{v['name']}\n" for v in manifest["volumes"]))
     with open(out / "labels.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "labels", "patient"])
         for volume in manifest["volumes"]:
-            writer.writerow([f"nifti/{volume['name']}.nii.gz", "|".join(volume["labels"]) or "normal",
-                             volume["patient"]])
+            writer.writerow(
+                [f"nifti/{volume['name']}.nii.gz", "|".join(volume["labels"]) or "normal", volume["patient"]]
+            )
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 

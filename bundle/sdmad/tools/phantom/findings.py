@@ -38,8 +38,9 @@ class PhantomVolume:
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # category -> bool [x, y, slice]
 
 
-def _ellipse(shape: tuple[int, int], center: tuple[float, float], radii: tuple[float, float],
-             angle: float = 0.0) -> np.ndarray:
+def _ellipse(
+    shape: tuple[int, int], center: tuple[float, float], radii: tuple[float, float], angle: float = 0.0
+) -> np.ndarray:
     """Normalised elliptic radius r (r <= 1 inside) on a 2-D grid."""
     x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     dx, dy = x - center[0], y - center[1]
@@ -50,9 +51,10 @@ def _ellipse(shape: tuple[int, int], center: tuple[float, float], radii: tuple[f
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: int) -> np.ndarray:
     coarse = rng.standard_normal((shape[0] // scale + 2, shape[1] // scale + 2))
-    image = np.asarray(Image.fromarray(coarse.astype(np.float32)).resize((shape[1] + 2 * scale, shape[0] + 2 * scale),
-                                                                         Image.BICUBIC))
-    return image[scale:scale + shape[0], scale:scale + shape[1]]
+    image = np.asarray(
+        Image.fromarray(coarse.astype(np.float32)).resize((shape[1] + 2 * scale, shape[0] + 2 * scale), Image.BICUBIC)
+    )
+    return image[scale : scale + shape[0], scale : scale + shape[1]]
 
 
 @dataclass
@@ -120,8 +122,14 @@ def _posttreatment_change(head: Head, s: SlicePlane) -> np.ndarray:
 def _nonspecific_lesion(head: Head, s: SlicePlane) -> np.ndarray:
     mask = np.zeros(s.plane.shape, dtype=bool)
     for offset, radius in head.lesions:
-        spot = _ellipse(s.plane.shape, (head.center[0] + offset[0] * head.radii[0],
-                                        head.center[1] + offset[1] * head.radii[1]), (radius, radius)) < 1
+        spot = (
+            _ellipse(
+                s.plane.shape,
+                (head.center[0] + offset[0] * head.radii[0], head.center[1] + offset[1] * head.radii[1]),
+                (radius, radius),
+            )
+            < 1
+        )
         spot &= s.brain  # drawn over anything, so the finding is on every slice
         s.plane[spot] = 1.0
         mask |= spot
@@ -168,14 +176,22 @@ def _anatomy(head: Head, k: int, num_slices: int, rng: np.random.Generator) -> S
     ventricles = np.zeros(shape, dtype=bool)
     scale = head.ventricle_scale
     for side in (-1, 1):
-        ventricles |= _ellipse(shape, (c[0] + side * 0.08 * size * scale, c[1] + 0.02 * size),
-                               (0.04 * size * scale, 0.11 * size * scale), side * 0.3) < 1
+        ventricles |= (
+            _ellipse(
+                shape,
+                (c[0] + side * 0.08 * size * scale, c[1] + 0.02 * size),
+                (0.04 * size * scale, 0.11 * size * scale),
+                side * 0.3,
+            )
+            < 1
+        )
     plane[ventricles] = 0.12
     return SlicePlane(plane, r, theta, brain, skull, ventricles, rng)
 
 
-def make_volume(name: str, labels: Sequence[str], rng: np.random.Generator, size: int = 96,
-                num_slices: int = 12) -> PhantomVolume:
+def make_volume(
+    name: str, labels: Sequence[str], rng: np.random.Generator, size: int = 96, num_slices: int = 12
+) -> PhantomVolume:
     """One phantom head with the given findings; every random choice comes from ``rng``."""
     unknown = set(labels) - set(CATEGORIES)
     if unknown:
@@ -194,8 +210,9 @@ def make_volume(name: str, labels: Sequence[str], rng: np.random.Generator, size
     return PhantomVolume(name=name, labels=tuple(labels), volume=volume, masks=masks)
 
 
-def phantom_label_sets(volumes_per_category: int, normal_volumes: int, multi_label_volumes: int,
-                       rng: np.random.Generator) -> list[tuple[str, ...]]:
+def phantom_label_sets(
+    volumes_per_category: int, normal_volumes: int, multi_label_volumes: int, rng: np.random.Generator
+) -> list[tuple[str, ...]]:
     """Normal volumes, single-category volumes for each category, and volumes with two categories."""
     label_sets: list[tuple[str, ...]] = [() for _ in range(normal_volumes)]
     for category in CATEGORIES:

@@ -54,8 +54,9 @@ def _save(ds: pydicom.Dataset, path: Path) -> None:
         ds.save_as(path, write_like_original=False)
 
 
-def write_dicom_series(phantom: PhantomVolume, folder: Path, study_uid: str, series_uid: str,
-                       series_number: int = 1) -> None:
+def write_dicom_series(
+    phantom: PhantomVolume, folder: Path, study_uid: str, series_uid: str, series_number: int = 1
+) -> None:
     """One MR Image Storage file per slice, axial, with geometry matching the NIfTI copy's affine."""
     folder.mkdir(parents=True, exist_ok=True)
     size_x, size_y, num_slices = phantom.volume.shape
@@ -82,8 +83,13 @@ def write_dicom_series(phantom: PhantomVolume, folder: Path, study_uid: str, ser
         _save(ds, folder / f"IM{k + 1:04d}.dcm")
 
 
-def write_non_image_object(folder: Path, reference: pydicom.Dataset, sop_class_uid: str = MRSpectroscopyStorage,
-                           description: str = "SVS PRESS phantom (no pixel data)", series_number: int = 90) -> Path:
+def write_non_image_object(
+    folder: Path,
+    reference: pydicom.Dataset,
+    sop_class_uid: str = MRSpectroscopyStorage,
+    description: str = "SVS PRESS phantom (no pixel data)",
+    series_number: int = 90,
+) -> Path:
     """One instance without pixel data (by default MR Spectroscopy, Modality MR) in its own series of the study of
     ``reference``: an object a loader must skip (PACS exports put SRs, presentation states and key-object notes
     beside the images)."""
@@ -135,8 +141,12 @@ def write_fastmri_h5(phantom: PhantomVolume, path: Path, with_kspace: bool, coil
             padded = np.pad(display, ((0, 0), (rows // 2, rows - rows // 2), (0, 0)))
             coil_images = padded[:, None] * coil_sensitivities(2 * rows, columns, coils)[None]
             handle.create_dataset("kspace", data=fft2c(coil_images).astype(np.complex64))
-        handle.attrs.update(acquisition="AXFLAIR", patient_id=phantom.name, max=float(display.max()),
-                            norm=float(np.linalg.norm(display)))
+        handle.attrs.update(
+            acquisition="AXFLAIR",
+            patient_id=phantom.name,
+            max=float(display.max()),
+            norm=float(np.linalg.norm(display)),
+        )
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
