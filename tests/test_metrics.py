@@ -41,23 +41,6 @@ def test_category_auroc_with_an_undefined_category():
     assert nothing["mean"] is None and nothing["defined"] == 0
 
 
-def test_pixel_auroc_exact_and_binned():
-    assert metrics.pixel_auroc(np.array([[0.1, 0.9], [0.4, 0.6]]), np.array([[0, 1], [0, 1]])) == 1.0
-    generator = torch.Generator().manual_seed(0)
-    masks = torch.rand(8, 32, 32, generator=generator) > 0.9
-    maps = (torch.rand(8, 32, 32, generator=generator) * 0.7 + masks * 0.3).clamp(0, 1)
-    binned = metrics.BinnedAUROC()
-    for map_, mask in zip(maps, masks, strict=True):
-        binned.update(map_, mask)
-    exact = metrics.pixel_auroc(maps.numpy(), masks.numpy())
-    assert 0.6 < exact < 0.99 and binned.compute() == pytest.approx(exact, abs=1e-4)
-    empty = metrics.BinnedAUROC()
-    empty.update(maps[0], torch.zeros_like(masks[0]))
-    assert empty.compute() is None
-    with pytest.raises(ValueError, match="NaN"):
-        binned.update(torch.tensor([float("nan")]), torch.tensor([True]))
-
-
 def batches():
     generator = torch.Generator().manual_seed(1)
     labels = (torch.rand(21, 3, generator=generator) > 0.6).float()
@@ -77,7 +60,6 @@ def attach_all(engine: Engine) -> None:
     metrics.SubsetAccuracy(lambda o: (o[1], o[2])).attach(engine, "subset_accuracy")
     metrics.ExampleJaccard(lambda o: (o[1], o[2])).attach(engine, "jaccard")
     metrics.CategoryAUROC(["A", "B", "C"], lambda o: (o[0], o[2])).attach(engine, "category_auroc")
-    metrics.PixelAUROC(output_transform=lambda o: (o[0].clamp(0, 1), o[2])).attach(engine, "pixel_auroc")
 
 
 def expected_metrics(scores, decisions, labels) -> dict:
@@ -89,7 +71,6 @@ def expected_metrics(scores, decisions, labels) -> dict:
         "jaccard": metrics.example_jaccard(decisions, labels),
         "mean_category_auroc": categories["mean"],
         "auroc/A": categories["per_category"]["A"],
-        "pixel_auroc": metrics.pixel_auroc(scores.clamp(0, 1), labels),
     }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
-from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
+from ignite.metrics.metric import reinit__is_reduced
 from sklearn.metrics import accuracy_score, hamming_loss, jaccard_score, roc_auc_score
 
 ArrayLike = np.ndarray | torch.Tensor | Sequence
@@ -75,54 +75,6 @@ def category_auroc(scores: ArrayLike, labels: ArrayLike, category_names: Sequenc
         "defined": len(defined),
         "total": len(category_names),
     }
-
-
-class BinnedAUROC:
-    """Streaming AUROC over very many scores (pixels): score histograms of positives and negatives.
-
-    Exact up to pairs that fall in the same bin, which count one half (as ties do); with 2^16 bins over the
-    score range the error is below 1e-4 for continuous scores. Used because a test set's pixels do not fit in
-    memory at once and neither scikit-learn nor MONAI accumulates an AUROC in constant memory.
-    """
-
-    def __init__(self, score_range: tuple[float, float] = (0.0, 1.0), num_bins: int = 65536):
-        self.low, self.high = score_range
-        if not self.high > self.low:
-            raise ValueError(f"score_range must be increasing, got {score_range}")
-        self.num_bins = num_bins
-        self.reset()
-
-    def reset(self) -> None:
-        self.positive = torch.zeros(self.num_bins, dtype=torch.float64)
-        self.negative = torch.zeros(self.num_bins, dtype=torch.float64)
-
-    def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
-        scores = scores.detach().flatten().double().cpu()
-        labels = labels.detach().flatten().bool().cpu()
-        if not torch.isfinite(scores).all():
-            raise ValueError("pixel scores contain NaN or Inf")
-        scaled = (scores - self.low) / (self.high - self.low) * self.num_bins
-        bins = scaled.long().clamp(0, self.num_bins - 1)
-        self.positive += torch.bincount(bins[labels], minlength=self.num_bins).double()
-        self.negative += torch.bincount(bins[~labels], minlength=self.num_bins).double()
-
-    def compute(self) -> float | None:
-        return auroc_from_histograms(self.positive, self.negative)
-
-
-def auroc_from_histograms(positive: torch.Tensor, negative: torch.Tensor) -> float | None:
-    """AUROC from score histograms over the same bins: P(score+ > score-) + P(same bin) / 2."""
-    total_pos, total_neg = float(positive.sum()), float(negative.sum())
-    if total_pos == 0 or total_neg == 0:
-        return None
-    negatives_below = torch.cumsum(negative, 0) - negative
-    wins = (positive * (negatives_below + 0.5 * negative)).sum()
-    return float(wins / (total_pos * total_neg))
-
-
-def pixel_auroc(maps: ArrayLike, masks: ArrayLike) -> float | None:
-    """Protocol 1, pixel level, exact (scikit-learn); for data that fits in memory. See ``BinnedAUROC``."""
-    return auroc(_numpy(maps).ravel(), _numpy(masks).ravel())
 
 
 # -------------------------------------------------------------------------------------------- Ignite metrics
@@ -217,34 +169,3 @@ class MeanCategoryAUROC(CategoryAUROC):
     def compute_fn(self, scores: np.ndarray, labels: np.ndarray) -> float:
         mean = category_auroc(scores, labels, self.category_names)["mean"]
         return float("nan") if mean is None else mean
-
-
-class PixelAUROC(Metric):
-    """Protocol 1 pixel AUROC in constant memory (``BinnedAUROC``), summed over processes.
-
-    ``output_transform`` gives ``(anomaly_maps, masks)`` of any equal shapes.
-    """
-
-    def __init__(
-        self,
-        score_range: tuple[float, float] = (0.0, 1.0),
-        num_bins: int = 65536,
-        output_transform: Callable = lambda output: output,
-        device: str | torch.device = "cpu",
-    ):
-        self._binned = BinnedAUROC(score_range, num_bins)
-        super().__init__(output_transform=output_transform, device=device)
-
-    @reinit__is_reduced
-    def reset(self) -> None:
-        self._binned.reset()
-        # the histograms themselves, updated in place: sync_all_reduce sums them across processes
-        self._positive, self._negative = self._binned.positive, self._binned.negative
-
-    @reinit__is_reduced
-    def update(self, output: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self._binned.update(*output)
-
-    @sync_all_reduce("_positive", "_negative")
-    def compute(self) -> float | None:
-        return auroc_from_histograms(self._positive, self._negative)
