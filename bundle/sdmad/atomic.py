@@ -5,10 +5,11 @@ A reader (or a run killed mid-write) never sees half a report, CSV, plot or chec
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(text: str, path: str | Path) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
+
+
+def write_csv_atomic(rows: Iterable[Sequence[object]], path: str | Path) -> None:
+    """Rows (the header first) as a CSV file (csv.writer's quoting)."""
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
 
 
 def _jsonable(value: object) -> object:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import platform
 from collections.abc import Sequence
@@ -15,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sdmad import RESEARCH_USE_ONLY
-from sdmad.atomic import write_json_atomic, write_text_atomic
+from sdmad.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 
 UNDEFINED = "undefined"
 SCHEMA_VERSION = 2
@@ -253,28 +251,27 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def predictions_csv(rows: list[dict[str, Any]], categories: Sequence[str]) -> str:
-    """One line per slice: file, slice, anomaly score, then score and decision (and label) per category."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
+def prediction_rows(rows: list[dict[str, Any]], categories: Sequence[str]) -> list[list[Any]]:
+    """A header, then one line per slice: file, slice, anomaly score, then score and decision (and label) per
+    category."""
     has_labels = bool(rows) and "label" in rows[0]
     header = ["source", "slice_index", "anomaly_score"]
     for name in categories:
         header += [f"score:{name}", f"decision:{name}"] + ([f"label:{name}"] if has_labels else [])
-    writer.writerow(header)
+    lines = [header]
     for row in rows:
         line = [row["source"], row["slice_index"], f"{row['anomaly']:.6f}"]
         for c in range(len(categories)):
             line += [f"{row['scores'][c]:.6f}", int(row["decisions"][c])]
             if has_labels:
                 line.append(int(row["label"][c]))
-        writer.writerow(line)
-    return buffer.getvalue()
+        lines.append(line)
+    return lines
 
 
 def write_report(out_dir: str | Path, report: dict[str, Any], rows: list[dict], categories: Sequence[str]) -> None:
     out_dir = Path(out_dir)
-    write_text_atomic(predictions_csv(rows, categories), out_dir / "predictions.csv")
+    write_csv_atomic(prediction_rows(rows, categories), out_dir / "predictions.csv")
     write_text_atomic(report_markdown(report), out_dir / "report.md")
     write_json_atomic(report, out_dir / "report.json")
 

@@ -3,8 +3,6 @@ and JSON; and the exit status of a run that skipped scans."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import sys
 from pathlib import Path
@@ -14,9 +12,9 @@ import numpy as np
 from ignite.engine import Engine
 
 from sdmad import RESEARCH_USE_ONLY
-from sdmad.atomic import write_json_atomic, write_text_atomic
+from sdmad.atomic import write_csv_atomic, write_json_atomic
 from sdmad.handlers.predictions import PredictionWriter
-from sdmad.reporting import predictions_csv
+from sdmad.reporting import prediction_rows
 
 logger = logging.getLogger(__name__)
 AGGREGATES = ("max", "mean")
@@ -52,12 +50,6 @@ def aggregate_volumes(rows: list[dict], categories: list[str], how: str = "max")
     return volumes
 
 
-def _csv(rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
-    return buffer.getvalue()
-
-
 class InferenceWriter(PredictionWriter):
     """`slices.csv`, `volumes.csv`, `predictions.json` and `errors.csv` (the skipped unreadable scans, with their
     reasons; only a header when none) in ``output_dir`` after the run (rank 0), each written atomically.
@@ -78,29 +70,18 @@ class InferenceWriter(PredictionWriter):
         text = engine.state.sdmad_text
         volumes = aggregate_volumes(self.collector.rows, categories, self.aggregate)
         skipped = getattr(engine.state, "sdmad_unreadable", [])
-        write_text_atomic(predictions_csv(self.collector.rows, categories), self.output_dir / "slices.csv")
+        write_csv_atomic(prediction_rows(self.collector.rows, categories), self.output_dir / "slices.csv")
         header = ["source", "slices", "anomaly_score"] + [
             f"{kind}:{n}" for n in categories for kind in ("score", "decision")
         ]
-        write_text_atomic(
-            _csv(
-                [header]
-                + [
-                    [volume["source"], volume["slices"], f"{volume['anomaly_score']:.6f}"]
-                    + [
-                        value
-                        for n in categories
-                        for value in (f"{volume['scores'][n]:.6f}", int(volume["decisions"][n]))
-                    ]
-                    for volume in volumes
-                ]
-            ),
-            self.output_dir / "volumes.csv",
-        )
-        write_text_atomic(
-            _csv([["source", "id", "reason"]] + [[r["source"], r["id"], r["reason"]] for r in skipped]),
-            self.output_dir / "errors.csv",
-        )
+        volume_rows = [
+            [volume["source"], volume["slices"], f"{volume['anomaly_score']:.6f}"]
+            + [value for n in categories for value in (f"{volume['scores'][n]:.6f}", int(volume["decisions"][n]))]
+            for volume in volumes
+        ]
+        write_csv_atomic([header, *volume_rows], self.output_dir / "volumes.csv")
+        reasons = [[r["source"], r["id"], r["reason"]] for r in skipped]
+        write_csv_atomic([["source", "id", "reason"], *reasons], self.output_dir / "errors.csv")
         selection = text.selection.to_dict(network.signs.sign_prompts)
         slices = [
             {
