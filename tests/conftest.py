@@ -131,8 +131,10 @@ def bundle(
     *overrides: str,
     extra: tuple[str, ...] = (),
     launcher: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """`python -m monai.bundle run <workflow>` in a subprocess on the phantom's fastMRI form, tiny random CLIP."""
+    """`python -m monai.bundle run <workflow>` in a subprocess on the phantom's fastMRI form, tiny random CLIP;
+    ``env`` adds environment variables."""
     files = config_files(workflow, REPO_ROOT) + list(extra)
     command = [
         *(launcher or (sys.executable,)),
@@ -166,7 +168,7 @@ def bundle(
         "0",
         *overrides,
     ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), **(env or {})}
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 

@@ -145,6 +145,27 @@ def test_two_process_gloo_training(phantom_dir, tmp_path):
     assert len(writers) == 2 and len({path.name.split(".")[-2] for path in writers}) == 1  # train + val, one pid
 
 
+def test_the_same_seed_gives_the_same_model_and_figures_with_other_thread_settings(phantom_dir, tmp_path):
+    """Two processes started with 1 and 2 threads (OMP_NUM_THREADS), `cpu_threads` fixed as the demo does: bitwise the
+    same adapters, thresholds and report figures. (Without it, the last bits of the weights differ: CPU reductions
+    are split by thread.)"""
+    models, reports = [], []
+    for threads in ("1", "2"):
+        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        runs = tmp_path / f"threads{threads}"
+        common = ("--run_name", "det", "--seed", "3", "--cpu_threads", "2")
+        ok(bundle("training", phantom_dir, runs, *common, "--epochs", "4", "--val_interval", "2", env=env))
+        ok(bundle("evaluating", phantom_dir, runs, *common, env=env))
+        models.append(torch.load(runs / "det" / "training" / "model.pt", weights_only=True))
+        reports.append(json.loads((runs / "det" / "evaluating" / "report.json").read_text()))
+    assert [report["run"]["versions"]["threads"] for report in reports] == [2, 2]
+    adapters = [model["network"] for model in models]
+    assert adapters[0].keys() == adapters[1].keys()
+    assert all(torch.equal(adapters[0][key], adapters[1][key]) for key in adapters[0])
+    assert models[0]["calibration"] == models[1]["calibration"]
+    assert reports[0]["protocols"] == reports[1]["protocols"]
+
+
 def test_corrupt_checkpoint_and_checkpoint_of_another_configuration(small_signs, tmp_path):
     network = build_tiny(small_signs)
     good = tmp_path / "model.pt"

@@ -30,7 +30,9 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | int]:
+    """Library versions and what else can change CPU figures between machines (the CPU kernels torch chose, its
+    intra-op threads; tests/test_workflows.py shows that the thread count does not)."""
     import monai
     import open_clip
     import sklearn
@@ -45,6 +47,8 @@ def versions() -> dict[str, str]:
         "open_clip": open_clip.__version__,
         "scikit-learn": sklearn.__version__,
         "python": platform.python_version(),
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
     }
 
 
