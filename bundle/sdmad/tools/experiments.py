@@ -51,6 +51,32 @@ def report_variants(report_file: str | Path, name: str) -> dict[str, dict[str, f
     return variants
 
 
+def category_aurocs(report_file: str | Path) -> dict[str, float | None]:
+    """Each category's AUROC in a report.json (None where undefined)."""
+    per_category = json.loads(Path(report_file).read_text())["protocols"]["category_auroc"]["per_category"]
+    return {name: _number(value) for name, value in per_category.items()}
+
+
+def category_table(per_category: dict[int, dict[str, dict[str, float | None]]]) -> list[str]:
+    """Markdown rows: every category's AUROC per seed, zero-shot → trained, and its lowest trained value."""
+    seeds = list(per_category)
+    categories = list(next(iter(per_category.values()))["trained"])
+    lines = [
+        "| category | " + " | ".join(f"seed {seed}: zero-shot → trained" for seed in seeds) + " | lowest trained |",
+        "|---|" + "---|" * (len(seeds) + 1),
+    ]
+    for category in categories:
+        cells, trained = [], []
+        for seed in seeds:
+            runs = per_category[seed]
+            before = _cell(runs["zero_shot"][category]) if "zero_shot" in runs else "—"
+            trained.append(runs["trained"][category])
+            cells.append(f"{before} → {_cell(trained[-1])}")
+        defined = [value for value in trained if value is not None]
+        lines.append(f"| {category} | " + " | ".join(cells) + f" | {_cell(min(defined) if defined else None)} |")
+    return lines
+
+
 def headline_metrics(report_file: str | Path) -> dict[str, float | None]:
     """The headline figures of a report.json under its own decision rule (None where undefined)."""
     protocols = json.loads(Path(report_file).read_text())["protocols"]
@@ -145,6 +171,8 @@ def summary_markdown(summary: dict[str, Any], command: str) -> str:
     if "mean_category_auroc_gain" in summary:
         gains = ", ".join(f"{g:+.3f}" for g in summary["mean_category_auroc_gain"]["per_seed"])
         lines += ["", f"Gain in mean category AUROC, trained minus zero-shot, per seed: {gains}"]
+    if summary.get("per_category_auroc"):
+        lines += ["", "Per category AUROC:", "", *category_table(summary["per_category_auroc"])]
     return "\n".join(lines) + "\n"
 
 
@@ -162,19 +190,24 @@ def multi_seed(
     and `summary.md`."""
     root = Path(bundle_root)
     per_seed: dict[int, dict[str, dict[str, float | None]]] = {}
+    per_category: dict[int, dict[str, dict[str, float | None]]] = {}
     for seed in seeds:
         name = f"{run_name}/seed{seed}"
         common = dict(extra_configs=extra_configs, run_name=name, seed=seed, **overrides)
         run_workflow("training", root, resume=False, **common)  # each benchmark run starts afresh
         run_workflow("evaluating", root, **common)
-        per_seed[seed] = report_variants(root / "runs" / name / "evaluating" / "report.json", "trained")
+        trained, untrained = (
+            root / "runs" / name / folder / "report.json" for folder in ("evaluating", "evaluating_zero_shot")
+        )
+        per_seed[seed] = report_variants(trained, "trained")
+        per_category[seed] = {"trained": category_aurocs(trained)}
         if zero_shot:
             run_workflow("evaluating", root, checkpoint="none", **common)
-            per_seed[seed].update(
-                report_variants(root / "runs" / name / "evaluating_zero_shot" / "report.json", "zero_shot")
-            )
+            per_seed[seed].update(report_variants(untrained, "zero_shot"))
+            per_category[seed]["zero_shot"] = category_aurocs(untrained)
         logger.info("seed %d: %s", seed, per_seed[seed])
     summary = summarise_seeds(per_seed)
+    summary["per_category_auroc"] = per_category
     summary["command"] = command
     out = root / "runs" / run_name
     write_json_atomic(summary, out / "summary.json")
