@@ -1,7 +1,8 @@
 """The offline demo (`make demo`): phantom data -> pretrained tiny CLIP -> training -> evaluating -> inference.
 
 Everything runs on generated data with the tiny model, on CPU in a few minutes; what is missing is made first
-(data/phantom/, models/sdmad-tiny-phantom.pt) and reused afterwards.
+(data/phantom/, models/sdmad-tiny-phantom.pt) and reused afterwards. Training resumes as a real run does: a
+finished run with the same settings is reused (seconds), one with other settings is started over (moved aside).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import time
 from pathlib import Path
 
+from sdmad.errors import one_line, project_error
+from sdmad.runs import RunConfigError
 from sdmad.tools.experiments import HEADLINE_METRICS, VARIANT_NAMES, report_variants
 from sdmad.tools.phantom import ensure_phantom_dataset
 from sdmad.tools.pretraining import ensure_tiny_backbone
@@ -39,8 +42,14 @@ def main() -> None:
     demo = ["configs/demo.yaml"]
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
     run_dir = root / "runs" / "demo"
-    # the demo trains afresh each time (a real run resumes instead; the old folder is moved aside)
-    timings["training"] = run_workflow("training", root, demo, resume=False, **overrides)
+    try:
+        timings["training"] = run_workflow("training", root, demo, **overrides)
+    except Exception as error:  # a run made with other settings (e.g. a new backbone recipe): start it over
+        mismatch = project_error(error)
+        if not isinstance(mismatch, RunConfigError):
+            raise
+        print(f"training again: {one_line(mismatch)}")
+        timings["training"] = run_workflow("training", root, demo, resume=False, **overrides)
     timings["evaluating"] = run_workflow("evaluating", root, demo, **overrides)
     timings["evaluating zero-shot"] = run_workflow("evaluating", root, demo, checkpoint="none", **overrides)
     listing = run_dir / "inference_inputs.txt"

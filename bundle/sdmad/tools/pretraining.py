@@ -92,7 +92,7 @@ def caption(labels: tuple[str, ...], rng: np.random.Generator) -> str:
 
 
 def caption_pairs(
-    count: int, seed: int, size: int = 96, finding_probability: float = 0.3
+    count: int, seed: int, size: int = 96, finding_probability: float = 0.3, image_size: int = 240
 ) -> tuple[torch.Tensor, list[str]]:
     """``count`` preprocessed images `[count, 3, 240, 240]` and their captions, each with its own random stream."""
     slices, captions = [], []
@@ -103,7 +103,7 @@ def caption_pairs(
         display = np.ascontiguousarray(to_display(volume.volume[..., 0]))  # as the bundle shows every slice
         slices.append(torch.from_numpy(display[None]).float())
         captions.append(caption(labels, rng))
-    return CLIPInput()(torch.stack(slices)), captions
+    return CLIPInput(image_size)(torch.stack(slices)), captions
 
 
 def pretrain_tiny_clip(
@@ -112,18 +112,44 @@ def pretrain_tiny_clip(
     batch_size: int = 32,
     pool: int = 1500,
     learning_rate: float = 5e-4,
+    finding_probability: float = 0.3,
+    image_size: int = 240,
     seed: int = 0,
+    cpu_threads: int = 2,
     progress: bool = True,
 ) -> dict:
     """Train ``sdmad-tiny`` from random weights with the CLIP loss; write its state dict to ``output_file``.
 
-    Returns a summary: steps, seconds, first and last loss, and the top-1 image->text accuracy on 256 fresh pairs.
+    ``cpu_threads`` fixes torch's intra-op threads, so that the weights are the same on any machine (CPU
+    reductions are split by thread). Returns a summary: steps, seconds, first and last loss, and the top-1
+    image->text accuracy on 256 fresh pairs.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cpu_threads)
+    try:
+        return _pretrain(
+            output_file, steps, batch_size, pool, learning_rate, finding_probability, image_size, seed, progress
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(
+    output_file: str | Path,
+    steps: int,
+    batch_size: int,
+    pool: int,
+    learning_rate: float,
+    finding_probability: float,
+    image_size: int,
+    seed: int,
+    progress: bool,
+) -> dict:
     torch.manual_seed(seed)
     start = time.perf_counter()
-    model, tokenizer = load_clip(TINY_MODEL_NAME)
+    model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=image_size)
     model.train()
-    images, captions = caption_pairs(pool, seed)
+    images, captions = caption_pairs(pool, seed, finding_probability=finding_probability, image_size=image_size)
     tokens = tokenizer(captions)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.1)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
@@ -160,7 +186,7 @@ def pretrain_tiny_clip(
         },
         recipe_file(output_file),
     )
-    held_out_images, held_out_captions = caption_pairs(256, seed + 1)
+    held_out_images, held_out_captions = caption_pairs(256, seed + 1, image_size=image_size)
     with torch.no_grad():
         similarity = (
             model.encode_image(held_out_images, normalize=True)

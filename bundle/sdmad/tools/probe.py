@@ -12,9 +12,12 @@ from sdmad.data import CLIPInput, PrepareSlices, collate_slices, load_split, sca
 from sdmad.metrics import category_auroc
 
 
-def nearest_centroid_probe(network: Any, splits_file: str | Path, batch_size: int = 32) -> dict[str, Any]:
+def nearest_centroid_probe(
+    network: Any, splits_file: str | Path, batch_size: int = 32, split: str = "test"
+) -> dict[str, Any]:
     """Category AUROC of the frozen image features, no adapters, no text: each category's centroid of its few-shot
-    items' features scores the test items by cosine. An upper-bound-style check of what a backbone offers."""
+    items' features scores the ``split`` items by cosine. An upper-bound-style check of what a backbone offers;
+    compare backbone recipes on ``split="val"``, never on the test split."""
     network.bypass_adapters()
     network.eval()
 
@@ -29,7 +32,7 @@ def nearest_centroid_probe(network: Any, splits_file: str | Path, batch_size: in
             return torch.cat([network.encode_images(x) for x, _ in batches]), torch.cat([y for _, y in batches])
 
     train_features, train_labels = features(load_split(splits_file, "train"))
-    test_features, test_labels = features(load_split(splits_file, "test"))
+    test_features, test_labels = features(load_split(splits_file, split))
     centroids = torch.stack(
         [
             torch.nn.functional.normalize(train_features[train_labels[:, c] > 0].mean(0), dim=0)
