@@ -23,16 +23,23 @@ setup: $(STAMP)
 # cost little disk or time (docs/design.md, "Environments"). uv itself is pinned in constraints.txt.
 UV := $(VENV)/bin/uv
 LOCK_PYTHON ?= 3.11
-# uv does not read pip's settings: hand it the package indexes pip is configured with (a local mirror, if any).
-# unsafe-best-match: such a mirror may hold some versions of a package only; every version is pinned anyway.
-PIP_EXTRA_INDEXES := $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^global.extra-index-url='\(.*\)'$$/\1/p")
+# uv does not read pip's settings: hand it the package indexes and find-links pip is configured with (pip.conf or
+# PIP_* variables: a local mirror, if any). unsafe-best-match only then: such a mirror may hold some versions of a
+# package only (every version is pinned in the locks anyway).
+pip_setting = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p" | head -1)
+PIP_INDEX := $(call pip_setting,index-url)
+PIP_EXTRA_INDEXES := $(call pip_setting,extra-index-url)
+PIP_LINKS := $(call pip_setting,find-links)
+ifneq ($(PIP_INDEX),)
+export UV_DEFAULT_INDEX ?= $(PIP_INDEX)
+endif
 ifneq ($(PIP_EXTRA_INDEXES),)
 export UV_EXTRA_INDEX_URL ?= $(PIP_EXTRA_INDEXES)
-endif
-ifneq ($(PIP_FIND_LINKS),)
-export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
-endif
 export UV_INDEX_STRATEGY ?= unsafe-best-match
+endif
+ifneq ($(PIP_LINKS),)
+export UV_FIND_LINKS ?= $(PIP_LINKS)
+endif
 UV_INSTALL = $(UV) pip install --quiet --no-deps --python
 
 $(UV):
@@ -49,7 +56,8 @@ $(STAMP): requirements/core.lock pyproject.toml | $(UV)
 label-env: $(LABEL_STAMP)
 
 $(LABEL_STAMP): requirements/label.lock requirements/label-source-builds.txt pyproject.toml | $(UV)
-	@test -x $(LABEL_PY) || $(UV) venv --quiet --python $(PYTHON) $(LABEL_VENV)
+	rm -rf $(LABEL_VENV)  # made afresh: nothing of an older environment survives (uv's cache makes it cheap)
+	$(UV) venv --quiet --python $(PYTHON) $(LABEL_VENV)
 	$(UV_INSTALL) $(LABEL_PY) -r requirements/label.lock
 	SAM2_BUILD_CUDA=0 $(UV_INSTALL) $(LABEL_PY) --no-build-isolation -r requirements/label-source-builds.txt
 	$(UV_INSTALL) $(LABEL_PY) -e .
@@ -60,7 +68,8 @@ $(LABEL_STAMP): requirements/label.lock requirements/label-source-builds.txt pyp
 deploy-env: $(DEPLOY_STAMP)
 
 $(DEPLOY_STAMP): requirements/deploy.lock pyproject.toml | $(UV)
-	@test -x $(DEPLOY_PY) || $(UV) venv --quiet --python $(PYTHON) $(DEPLOY_VENV)
+	rm -rf $(DEPLOY_VENV)
+	$(UV) venv --quiet --python $(PYTHON) $(DEPLOY_VENV)
 	$(UV_INSTALL) $(DEPLOY_PY) -r requirements/deploy.lock
 	$(UV_INSTALL) $(DEPLOY_PY) -e .
 	$(UV) pip check --quiet --python $(DEPLOY_PY)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from conftest import REPO_ROOT
+from sdmad.workflows import config_files
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -72,7 +73,7 @@ def test_network_summary_prints_facts_of_the_built_network():
     "workflow_type, configs",
     [
         ("infer", ["configs/inference.yaml"]),
-        ("train", ["configs/inference.yaml", "configs/common.yaml", "configs/train.yaml", "configs/demo.yaml"]),
+        ("train", config_files("training", ".", ["configs/demo.yaml"])),
     ],
 )
 def test_configs_have_every_monai_bundle_property(workflow_type, configs, phantom_dir, tmp_path):

@@ -145,6 +145,20 @@ def test_two_process_gloo_training(phantom_dir, tmp_path):
     assert len(writers) == 2 and len({path.name.split(".")[-2] for path in writers}) == 1  # train + val, one pid
 
 
+def test_ranks_other_than_zero_drop_the_logging_handlers_also_inside_extra_handlers(monkeypatch):
+    import ignite.distributed as idist
+    from monai.handlers import MLFlowHandler, StatsHandler
+    from sdmad.handlers import ExtraHandlers, for_this_rank
+
+    keep, stats = object(), StatsHandler()
+    mlflow = object.__new__(MLFlowHandler)  # its type is what counts; constructing it needs the mlflow package
+    handlers = [keep, stats, ExtraHandlers([mlflow, keep])]
+    assert for_this_rank(handlers) == handlers
+    monkeypatch.setattr(idist, "get_rank", lambda: 1)
+    kept = for_this_rank(handlers)
+    assert kept[0] is keep and len(kept) == 2 and kept[1].handlers == [keep]
+
+
 def test_the_same_seed_gives_the_same_model_and_figures_with_other_thread_settings(phantom_dir, tmp_path):
     """Two processes started with 1 and 2 threads (OMP_NUM_THREADS), `cpu_threads` fixed as the demo does: bitwise the
     same adapters, thresholds and report figures. (Without it, the last bits of the weights differ: CPU reductions

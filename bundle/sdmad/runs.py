@@ -38,14 +38,14 @@ class RunConfigError(SDMADError):
     """A run folder was made with other settings than the command asks for; the message names every key."""
 
 
-def make_reproducible(seed: int, cpu_threads: int | None = None) -> None:
+def make_reproducible(seed: int, cpu_threads: int | str | None = None) -> None:
     """Seed every generator (MONAI's ``set_determinism``) and, when ``cpu_threads`` is set, fix torch's intra-op
-    threads: CPU reductions are split by thread, so the last bits of a result depend on the thread count, and a fixed
-    count gives the same figures on machines with other core counts (tests/test_workflows.py)."""
+    threads for this process: CPU reductions are split by thread, so the last bits of a result depend on the thread
+    count, and a fixed count gives the same figures whatever the machine's core count (tests/test_workflows.py)."""
     import torch
     from monai.utils import set_determinism
 
-    if cpu_threads:
+    if cpu_threads not in (None, "", "null", "None", 0, "0"):
         torch.set_num_threads(int(cpu_threads))
     set_determinism(seed=seed)
 

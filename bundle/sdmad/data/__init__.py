@@ -1,5 +1,5 @@
 """Scans (NIfTI, DICOM, fastMRI .h5, PNG) -> 2-D slice items; fastMRI+, BMAD and CSV data sets; few-shot
-sampling; splits; the generated phantom data set."""
+sampling; splits. (The generated phantom data set is tooling: sdmad.tools.phantom.)"""
 
 from sdmad.data.bmad import bmad_items
 from sdmad.data.clip_input import CLIP_MEAN, CLIP_STD, CLIPInput, PrepareSlices, stack_slices

@@ -13,9 +13,9 @@ from typing import Any
 
 import ignite.distributed as idist
 from ignite.engine import Engine
-from monai.handlers import StatsHandler, TensorBoardStatsHandler
+from monai.handlers import MLFlowHandler, StatsHandler, TensorBoardStatsHandler
 
-LOGGING_HANDLERS = (StatsHandler, TensorBoardStatsHandler)
+LOGGING_HANDLERS = (StatsHandler, TensorBoardStatsHandler, MLFlowHandler)
 
 
 class ExtraHandlers:
@@ -30,9 +30,16 @@ class ExtraHandlers:
 
 
 def for_this_rank(handlers: Sequence[Any]) -> list[Any]:
-    """``handlers`` on rank 0; on the other ranks without the logging handlers (console stats, TensorBoard), which
-    would print every line once per process and write to the same event files. As the model zoo's multi-GPU configs
-    do; the checkpoint, report and progress handlers check the rank themselves, the others must run everywhere."""
+    """``handlers`` on rank 0; on the other ranks without the logging handlers (console stats, TensorBoard, MLflow,
+    also inside ``ExtraHandlers``), which would print every line once per process and write to the same files. As
+    the model zoo's multi-GPU configs do; the checkpoint, report and progress handlers check the rank themselves, the
+    others must run everywhere."""
     if idist.get_rank() == 0:
         return list(handlers)
-    return [handler for handler in handlers if not isinstance(handler, LOGGING_HANDLERS)]
+    kept = []
+    for handler in handlers:
+        if isinstance(handler, ExtraHandlers):
+            handler = ExtraHandlers(for_this_rank(handler.handlers))
+        if not isinstance(handler, LOGGING_HANDLERS):
+            kept.append(handler)
+    return kept

@@ -5,7 +5,6 @@ Active learning is sdmad.label.uncertainty; a study's label format is sdmad.labe
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.interfaces.tasks.train import TrainTask
 
 from sdmad import RESEARCH_USE_ONLY
-from sdmad.atomic import atomic_path
+from sdmad.atomic import atomic_path, write_csv_atomic
 from sdmad.data.errors import DataError
 from sdmad.errors import one_line
 from sdmad.label.datastore import FINAL
@@ -157,11 +156,8 @@ class SDMADTrainTask(TrainTask):
         studies = self.labelled(datastore, shots)
         run_name = time.strftime("label_%Y%m%d_%H%M%S")
         table = self.runs_dir / run_name / "labelled_studies.csv"
-        table.parent.mkdir(parents=True, exist_ok=True)
-        with open(table, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "labels", "patient"])  # each study its own group
-            writer.writerows([path, "|".join(labels) or "normal", path] for path, labels in studies)
+        rows = [[path, "|".join(labels) or "normal", path] for path, labels in studies]  # each study its own group
+        write_csv_atomic([["path", "labels", "patient"], *rows], table)
         normals = sum(not labels for _, labels in studies)
         run_workflow(
             "training",

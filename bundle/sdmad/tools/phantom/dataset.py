@@ -5,7 +5,6 @@ Deterministic for a seed (each volume draws from its own generator, `[seed, inde
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
+from sdmad.atomic import write_csv_atomic
 from sdmad.tools.phantom.findings import CATEGORIES, make_volume, phantom_label_sets
 from sdmad.tools.phantom.writers import (
     fastmri_plus_rows,
@@ -69,18 +69,14 @@ def make_phantom_dataset(
         manifest["volumes"].append(
             {"name": name, "labels": list(labels), "kspace": index < kspace_volumes, "patient": f"P{index // 2:04d}"}
         )
-    with open(out / "fastmri_plus" / "brain.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["file", "slice", "study_level", "x", "y", "width", "height", "label"])
-        writer.writerows(csv_rows)
+    header = ["file", "slice", "study_level", "x", "y", "width", "height", "label"]
+    write_csv_atomic([header, *csv_rows], out / "fastmri_plus" / "brain.csv")
     (out / "fastmri_plus" / "brain_file_list.csv").write_text("".join(f"{v['name']}\n" for v in manifest["volumes"]))
-    with open(out / "labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "labels", "patient"])
-        for volume in manifest["volumes"]:
-            writer.writerow(
-                [f"nifti/{volume['name']}.nii.gz", "|".join(volume["labels"]) or "normal", volume["patient"]]
-            )
+    table = [
+        [f"nifti/{volume['name']}.nii.gz", "|".join(volume["labels"]) or "normal", volume["patient"]]
+        for volume in manifest["volumes"]
+    ]
+    write_csv_atomic([["path", "labels", "patient"], *table], out / "labels.csv")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
