@@ -40,6 +40,9 @@ endif
 ifneq ($(PIP_LINKS),)
 export UV_FIND_LINKS ?= $(PIP_LINKS)
 endif
+# Byte-compile at install as pip does: with PYTHONDONTWRITEBYTECODE set (CI sets it), nothing else ever writes the
+# .pyc files, and every process would compile torch & co. again on import (15 s each).
+export UV_COMPILE_BYTECODE ?= 1
 UV_INSTALL = $(UV) pip install --quiet --no-deps --python
 
 $(UV):

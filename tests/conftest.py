@@ -124,6 +124,16 @@ def bundle_inference(scan: Path, backbone: str | Path, checkpoint: str | Path, o
     return json.loads((out / "predictions.json").read_text())
 
 
+def inference_command(pretrained: str | Path, checkpoint: str | Path, inputs: str | Path, out: str | Path) -> list[str]:
+    """`python -m monai.bundle run inference` with the repository's config on the tiny model, as a user types it."""
+    return [
+        *(sys.executable, "-m", "monai.bundle", "run", "inference"),
+        *("--config_file", str(REPO_ROOT / "configs" / "inference.yaml"), "--bundle_root", str(REPO_ROOT)),
+        *("--model_name", "sdmad-tiny", "--pretrained", str(pretrained), "--checkpoint", str(checkpoint)),
+        *("--input", str(inputs), "--output_dir", str(out)),
+    ]
+
+
 def bundle(
     workflow: str,
     phantom_dir: Path,

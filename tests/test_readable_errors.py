@@ -9,35 +9,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
-from conftest import REPO_ROOT, bundle, last_line
+from conftest import REPO_ROOT, bundle, inference_command, last_line
 
 
 def inference(inputs, out, *overrides: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "inference",
-        "--config_file",
-        str(REPO_ROOT / "configs" / "inference.yaml"),
-        "--bundle_root",
-        str(REPO_ROOT),
-        "--model_name",
-        "sdmad-tiny",
-        "--pretrained",
-        "none",
-        "--checkpoint",
-        "none",
-        "--input",
-        str(inputs),
-        "--output_dir",
-        str(out),
-        *overrides,
-    ]
+    command = [*inference_command("none", "none", inputs, out), *overrides]
     env = {**os.environ, "SDMAD_DEBUG": ""}
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
 

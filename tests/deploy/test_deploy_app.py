@@ -20,7 +20,13 @@ pytest.importorskip("monai.deploy")
 pytest.importorskip("highdicom")
 
 import pydicom  # noqa: E402
-from conftest import REPO_ROOT, bundle_inference, four_d_series, trained_tiny_model  # noqa: E402
+from conftest import (  # noqa: E402
+    REPO_ROOT,
+    bundle_inference,
+    four_d_series,
+    inference_command,
+    trained_tiny_model,
+)
 from sdmad.data.errors import DataError  # noqa: E402
 from sdmad.deploy.app import main  # noqa: E402
 from sdmad.deploy.model_folder import ModelFolderError, make_model_folder  # noqa: E402
@@ -180,34 +186,8 @@ def test_the_bundle_and_the_app_refuse_the_same_4d_series_with_the_same_message(
         text=True,
         timeout=300,
     )
-    bundle = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monai.bundle",
-            "run",
-            "inference",
-            "--config_file",
-            str(REPO_ROOT / "configs" / "inference.yaml"),
-            "--bundle_root",
-            str(REPO_ROOT),
-            "--model_name",
-            "sdmad-tiny",
-            "--pretrained",
-            str(setup["backbone"]),
-            "--checkpoint",
-            str(setup["checkpoint"]),
-            "--input",
-            str(study / "mr"),
-            "--output_dir",
-            str(tmp_path / "bundle"),
-            "--num_workers",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = inference_command(setup["backbone"], setup["checkpoint"], study / "mr", tmp_path / "bundle")
+    bundle = subprocess.run([*command, "--num_workers", "0"], capture_output=True, text=True, timeout=300)
     expected = f"sdmad: error: {study / 'mr'}: a 4-D series: 6 images at 3 slice positions (2 volumes"
     for result in (app, bundle):
         assert result.returncode != 0 and result.stderr.splitlines()[-1].startswith(expected), result.stderr[-2000:]
