@@ -25,8 +25,9 @@ UV := $(VENV)/bin/uv
 LOCK_PYTHON ?= 3.11
 # uv does not read pip's settings: hand it the package indexes and find-links pip is configured with (pip.conf or
 # PIP_* variables: a local mirror, if any). unsafe-best-match only then: such a mirror may hold some versions of a
-# package only (every version is pinned in the locks anyway).
-pip_setting = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p" | head -1)
+# package only (every version is pinned in the locks anyway). pip is asked once; the settings are read from that.
+PIP_CONFIG := $(shell $(PYTHON) -m pip config list 2>/dev/null | tr '\n' '|')
+pip_setting = $(shell printf '%s' "$(PIP_CONFIG)" | tr '|' '\n' | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p" | head -1)
 PIP_INDEX := $(call pip_setting,index-url)
 PIP_EXTRA_INDEXES := $(call pip_setting,extra-index-url)
 PIP_LINKS := $(call pip_setting,find-links)

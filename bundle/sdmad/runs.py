@@ -13,7 +13,8 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,19 @@ SPLITS = ("train", "val", "test")
 
 class RunConfigError(SDMADError):
     """A run folder was made with other settings than the command asks for; the message names every key."""
+
+
+@contextmanager
+def fixed_cpu_threads(count: int) -> Iterator[None]:
+    """torch's intra-op CPU threads set to ``count`` inside the block, restored after (see ``make_reproducible``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def make_reproducible(seed: int, cpu_threads: int | str | None = None) -> None:

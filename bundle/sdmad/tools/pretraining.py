@@ -23,6 +23,7 @@ from sdmad.atomic import write_json_atomic
 from sdmad.checkpoints import save_atomic
 from sdmad.data.clip_input import CLIPInput
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
+from sdmad.runs import fixed_cpu_threads
 from sdmad.tools.phantom import CATEGORIES, make_volume, to_display
 
 logger = logging.getLogger(__name__)
@@ -120,91 +121,77 @@ def pretrain_tiny_clip(
 ) -> dict:
     """Train ``sdmad-tiny`` from random weights with the CLIP loss; write its state dict to ``output_file``.
 
-    ``cpu_threads`` fixes torch's intra-op threads, so that the weights are the same on any machine (CPU
+    ``cpu_threads`` fixes torch's intra-op threads, so that the weights do not depend on the core count (CPU
     reductions are split by thread). Returns a summary: steps, seconds, first and last loss, and the top-1
     image->text accuracy on 256 fresh pairs.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads)
-    try:
-        return _pretrain(
-            output_file, steps, batch_size, pool, learning_rate, finding_probability, image_size, seed, progress
+    with fixed_cpu_threads(cpu_threads):
+        torch.manual_seed(seed)
+        start = time.perf_counter()
+        model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=image_size)
+        model.train()
+        images, captions = caption_pairs(pool, seed, finding_probability=finding_probability, image_size=image_size)
+        tokens = tokenizer(captions)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.1)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1
         )
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _pretrain(
-    output_file: str | Path,
-    steps: int,
-    batch_size: int,
-    pool: int,
-    learning_rate: float,
-    finding_probability: float,
-    image_size: int,
-    seed: int,
-    progress: bool,
-) -> dict:
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=image_size)
-    model.train()
-    images, captions = caption_pairs(pool, seed, finding_probability=finding_probability, image_size=image_size)
-    tokens = tokenizer(captions)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.1)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps, pct_start=0.1)
-    loss_fn = ClipLoss()
-    generator = torch.Generator().manual_seed(seed)
-    losses = []
-    iterator = range(steps)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, desc="pretraining sdmad-tiny", unit="step")
-    for _ in iterator:
-        batch = torch.randperm(pool, generator=generator)[:batch_size]
-        image_features = model.encode_image(images[batch], normalize=True)
-        text_features = model.encode_text(tokens[batch], normalize=True)
-        loss = loss_fn(image_features, text_features, model.logit_scale.exp())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
+        loss_fn = ClipLoss()
+        generator = torch.Generator().manual_seed(seed)
+        losses = []
+        iterator = range(steps)
         if progress:
-            iterator.set_postfix(loss=f"{losses[-1]:.3f}")
-    model.eval()
-    save_atomic(model.state_dict(), output_file)
-    write_json_atomic(
-        {
-            "recipe_version": RECIPE_VERSION,
-            "steps": steps,
-            "batch_size": batch_size,
-            "pool": pool,
-            "learning_rate": learning_rate,
-            "seed": seed,
-        },
-        recipe_file(output_file),
-    )
-    held_out_images, held_out_captions = caption_pairs(256, seed + 1, image_size=image_size)
-    with torch.no_grad():
-        similarity = (
-            model.encode_image(held_out_images, normalize=True)
-            @ model.encode_text(tokenizer(held_out_captions), normalize=True).T
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, desc="pretraining sdmad-tiny", unit="step")
+        for _ in iterator:
+            batch = torch.randperm(pool, generator=generator)[:batch_size]
+            image_features = model.encode_image(images[batch], normalize=True)
+            text_features = model.encode_text(tokens[batch], normalize=True)
+            loss = loss_fn(image_features, text_features, model.logit_scale.exp())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+            if progress:
+                iterator.set_postfix(loss=f"{losses[-1]:.3f}")
+        model.eval()
+        save_atomic(model.state_dict(), output_file)
+        write_json_atomic(
+            {
+                "recipe_version": RECIPE_VERSION,
+                "steps": steps,
+                "batch_size": batch_size,
+                "pool": pool,
+                "learning_rate": learning_rate,
+                "finding_probability": finding_probability,
+                "image_size": image_size,
+                "seed": seed,
+            },
+            recipe_file(output_file),
         )
-    # a caption may fit several images (same findings): count a hit when the chosen caption has the same findings
-    chosen = [held_out_captions[i] for i in similarity.argmax(dim=1).tolist()]
-    accuracy = float(np.mean([_findings(a) == _findings(b) for a, b in zip(chosen, held_out_captions, strict=True)]))
-    summary = {
-        "steps": steps,
-        "seconds": round(time.perf_counter() - start, 1),
-        "first_loss": losses[0],
-        "last_loss": float(np.mean(losses[-10:])),
-        "held_out_retrieval_accuracy": accuracy,
-        "output_file": str(output_file),
-    }
-    logger.info("pretraining done: %s", summary)
-    return summary
+        held_out_images, held_out_captions = caption_pairs(256, seed + 1, image_size=image_size)
+        with torch.no_grad():
+            similarity = (
+                model.encode_image(held_out_images, normalize=True)
+                @ model.encode_text(tokenizer(held_out_captions), normalize=True).T
+            )
+        # a caption may fit several images (same findings): count a hit when the chosen caption has the same findings
+        chosen = [held_out_captions[i] for i in similarity.argmax(dim=1).tolist()]
+        accuracy = float(
+            np.mean([_findings(a) == _findings(b) for a, b in zip(chosen, held_out_captions, strict=True)])
+        )
+        summary = {
+            "steps": steps,
+            "seconds": round(time.perf_counter() - start, 1),
+            "first_loss": losses[0],
+            "last_loss": float(np.mean(losses[-10:])),
+            "held_out_retrieval_accuracy": accuracy,
+            "output_file": str(output_file),
+        }
+        logger.info("pretraining done: %s", summary)
+        return summary
 
 
 def _findings(text: str) -> frozenset[str]:
