@@ -1,7 +1,7 @@
 """Scans (NIfTI, DICOM, fastMRI .h5, PNG) -> 2-D slice items; fastMRI+, BMAD and CSV data sets; few-shot
 sampling; splits. (The generated phantom data set is tooling: sdmad.tools.phantom.)"""
 
-from sdmad.data.bmad import bmad_items
+from sdmad.data.bmad import bmad_items, bmad_protocol_split
 from sdmad.data.clip_input import CLIP_MEAN, CLIP_STD, CLIPInput, PrepareSlices, stack_slices
 from sdmad.data.csv_dataset import csv_items
 from sdmad.data.errors import DataError
@@ -12,7 +12,7 @@ from sdmad.data.inputs import inference_items
 from sdmad.data.loading import LoadScand
 from sdmad.data.orientation import DisplayOrientationd
 from sdmad.data.preprocessing import per_slice_reference, scan_to_slices, scan_transforms
-from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd, SliceTensord
+from sdmad.data.slices import AsRGBd, CategoryMaskd, CheckFinited, ExtractSlicesd, SliceTensord
 from sdmad.data.splits import split_by_group
 from sdmad.data.unreadable import RecordUnreadable, collate_slices, error_policy
 
@@ -21,6 +21,7 @@ __all__ = [
     "CLIP_STD",
     "AsRGBd",
     "CLIPInput",
+    "CategoryMaskd",
     "CheckFinited",
     "DataError",
     "DisplayOrientationd",
@@ -31,6 +32,7 @@ __all__ = [
     "PrepareSlices",
     "SliceTensord",
     "bmad_items",
+    "bmad_protocol_split",
     "collate_slices",
     "error_policy",
     "csv_items",

@@ -4,11 +4,13 @@
     <root>/<Name>_AD/{valid,test}/Ungood/img/*.png
     <root>/<Name>_AD/{valid,test}/Ungood/anomaly_mask/*.png     (BrainMRI, LiverCT, RESC only)
 
-Items of a data set with masks carry `mask`: the mask file of an abnormal image, None for a normal one (empty).
+Items of a data set with masks carry `mask_labels` and, for an abnormal image, `mask` (its mask file; a normal
+image's mask is empty); see sdmad.data.CategoryMaskd.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,13 @@ from sdmad.data.loading import IMAGE_SUFFIXES
 
 BMAD_NAMES = ("BrainMRI", "LiverCT", "RESC", "OCT17", "ChestXray", "HIS")
 SPLITS = ("valid", "test")
+_PATIENT_SLICE = re.compile(r"^(\d+)_\d+$")  # BraTS-derived BrainMRI names: <patient>_<slice>.png
+
+
+def image_group(kind: str, stem: str) -> str:
+    """The group a split keeps together: the patient where the name says it (`01388_60`), else the image."""
+    match = _PATIENT_SLICE.match(stem)
+    return f"patient {match.group(1)}" if match else f"{kind}/{stem}"
 
 
 def bmad_items(root: str | Path, name: str, split: str) -> list[dict]:
@@ -43,15 +52,67 @@ def bmad_items(root: str | Path, name: str, split: str) -> list[dict]:
             item = {
                 "image": str(image),
                 "label": np.array([float(abnormal)], dtype=np.float32),
-                "group": f"{kind}/{image.stem}",
+                "group": image_group(kind, image.stem),
                 "id": f"{name}/{split}/{kind}/{image.name}",
             }
-            if has_masks:  # a normal image's mask is empty: None (no file)
+            if has_masks:  # a normal image's mask is empty: no file
+                item["mask_labels"] = {"*": 0}  # any non-zero mask value is the anomaly
                 mask = base / kind / "anomaly_mask" / image.name
                 if abnormal and not mask.is_file():
                     raise DataError(f"{image}: its mask {mask} is missing")
-                item["mask"] = str(mask) if abnormal else None
+                if abnormal:
+                    item["mask"] = str(mask)
             items.append(item)
     if not items:
         raise DataError(f"{base}: no PNG/JPG images in good/img or Ungood/img")
     return items
+
+
+def read_fewshot_list(path: str | Path, iterate: int) -> dict[str, list[str]]:
+    """MVFA's published few-shot lists (`dataset/fewshot_seed/<Name>/<K>-shot.txt`): lines `a-<i>: names...`
+    (abnormal) and `n-<i>: names...` (normal); the two lines of ``iterate``."""
+    path = Path(path)
+    try:
+        lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the few-shot list ({err})") from err
+    chosen = {line[0][0]: line[1:] for line in lines if line[0] in (f"a-{iterate}:", f"n-{iterate}:")}
+    if set(chosen) != {"a", "n"}:
+        raise DataError(f"{path}: no lines 'a-{iterate}:' and 'n-{iterate}:' (MVFA's few-shot list format)")
+    return {"abnormal": chosen["a"], "normal": chosen["n"]}
+
+
+def bmad_protocol_split(
+    root: str | Path,
+    name: str,
+    shots: int,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    fewshot_list: str | Path | None = None,
+) -> dict[str, list[dict]]:
+    """BMAD protocol 1 as MVFA and the paper run it: ``shots`` abnormal and ``shots`` normal training images from
+    `valid/` (MVFA's list, line ``seed``, when ``fewshot_list`` is given; else the project's seeded sampler), a
+    validation split from the other `valid/` groups (it calibrates thresholds), and the whole `test/` folder as the
+    test split: the sampler never sees it."""
+    from sdmad.data.few_shot import sample_few_shot
+    from sdmad.data.splits import split_by_group
+
+    pool, test = bmad_items(root, name, "valid"), bmad_items(root, name, "test")
+    if fewshot_list is not None:
+        names = read_fewshot_list(fewshot_list, seed)
+        wanted = {("Ungood", n) for n in names["abnormal"]} | {("good", n) for n in names["normal"]}
+        train = [item for item in pool if (_kind(item), Path(item["image"]).name) in wanted]
+        if len(train) != len(wanted):
+            raise DataError(
+                f"{fewshot_list}: {len(wanted) - len(train)} listed images are not in {root}/{name}_AD/valid"
+            )
+    else:
+        train = sample_few_shot(pool, ["abnormal"], shots, shots, seed=seed)
+    used = {item["group"] for item in train}
+    rest = [item for item in pool if item["group"] not in used]
+    val = split_by_group(rest, {"val": val_fraction, "unused": 1.0 - val_fraction}, seed=seed)["val"] if rest else []
+    return {"train": train, "val": val, "test": test}
+
+
+def _kind(item: dict) -> str:
+    return "Ungood" if item["label"][0] else "good"

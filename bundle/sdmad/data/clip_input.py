@@ -26,6 +26,7 @@ from torch.utils.data import default_collate
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SHAPE_KEY = "image_shape"
+MASK_KEY, HAS_MASK_KEY = "mask", "has_mask"
 # torch.quantile refuses inputs of more than 2**24 elements
 _QUANTILE_LIMIT = 2**24
 
@@ -94,6 +95,7 @@ class CLIPInput:
         self.mean, self.std = tuple(mean), tuple(std)
         # MONAI's transforms on a channel-first `[N, H, W]` treat the N slices as channels: one call per group
         self._resize = Resize(spatial_size=image_size, size_mode="longest", mode="bilinear", anti_aliasing=True)
+        self._resize_labels = Resize(spatial_size=image_size, size_mode="longest", mode="nearest")
         self._pad = SpatialPad(spatial_size=(image_size, image_size), method="symmetric")
 
     def _group(self, images: torch.Tensor) -> torch.Tensor:
@@ -134,6 +136,25 @@ class CLIPInput:
             out[index] = self._group(images[index, :channels, :rows, :columns])
         return out
 
+    def masks(self, masks: torch.Tensor, shapes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[B, C, H, W]` category masks (padded like their slices) -> the same geometry as the images
+        `[B, C, S, S]` (nearest neighbour) and `[B, 1, S, S]`, 1 where the slice is (0 in the padding)."""
+        count = masks.shape[0]
+        if shapes is None:
+            shapes = torch.tensor([[1, *masks.shape[2:]]] * count)
+        out = masks.new_zeros(count, masks.shape[1], self.image_size, self.image_size)
+        valid = masks.new_zeros(count, 1, self.image_size, self.image_size)
+        for shape in torch.unique(shapes, dim=0):
+            members = (shapes == shape).all(dim=1).nonzero().squeeze(1).to(masks.device)
+            rows, columns = shape.tolist()[1:]
+            group = masks[members, :, :rows, :columns]
+            planes = group.reshape(-1, rows, columns)
+            planes = torch.cat([planes, torch.ones_like(planes[:1])])  # the slice's own extent, last
+            planes = convert_to_tensor(self._pad(self._resize_labels(planes)), track_meta=False)
+            out[members] = planes[:-1].reshape(len(members), masks.shape[1], self.image_size, self.image_size)
+            valid[members] = planes[-1:].expand(len(members), 1, -1, -1)
+        return out, valid
+
 
 class PrepareSlices:
     """The engines' ``prepare_batch``: a collated batch of native-size slices (sdmad.data.collate_slices) ->
@@ -155,3 +176,14 @@ class PrepareSlices:
         if label is not None:
             label = torch.as_tensor(label).to(device, non_blocking=non_blocking).float()
         return images, label
+
+    def masks(
+        self, batch: dict[str, Any], device: torch.device | str | None = None, non_blocking: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The batch's category masks in the images' geometry `[B, C, S, S]`, the slices' extent `[B, 1, S, S]`
+        and which slices have pixel labels `[B]`; None when no slice has any."""
+        if MASK_KEY not in batch:
+            return None
+        masks = torch.as_tensor(batch[MASK_KEY]).to(device, non_blocking=non_blocking).float()
+        masks, valid = self.clip_input.masks(masks, batch.get(SHAPE_KEY))
+        return masks, valid, torch.as_tensor(batch[HAS_MASK_KEY]).to(device)

@@ -7,6 +7,7 @@ no finding are listed in `brain_file_list.csv` only. Study-level labels ("Global
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ DEFAULT_CATEGORIES = (
 STUDY_LEVEL_SCOPES = ("slice0", "all_slices")
 OTHER_LABEL_POLICIES = ("exclude", "normal")
 RARE_CATEGORY_THRESHOLD = 5
+MASK_LABEL_NAMES = "label_names.json"  # in a folder of label volumes: {category name: label value}
 
 
 @dataclass
@@ -146,27 +148,48 @@ def find_scan(folder: Path, name: str) -> Path | None:
     return None
 
 
-def fastmri_plus_items(data_dir: str | Path, labels: SliceLabels) -> list[dict]:
+def read_mask_labels(mask_dir: str | Path, categories: Sequence[str]) -> dict[str, int]:
+    """``{"<label value>": task category index}`` from the `label_names.json` of a folder of label volumes
+    (``{"Craniotomy": 1, ...}``, MONAI Label's `label_names` convention; 0 is background). Categories of the file
+    outside the task are ignored; a task category missing from it is an error (its masks would be empty)."""
+    path = Path(mask_dir) / MASK_LABEL_NAMES
+    try:
+        names = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: cannot read the label names of the mask folder ({err})") from err
+    missing = [c for c in categories if c not in names]
+    if missing:
+        raise DataError(f"{path}: no label value for the categories {missing}; add them (name: value)")
+    return {str(int(names[c])): i for i, c in enumerate(categories)}
+
+
+def fastmri_plus_items(data_dir: str | Path, labels: SliceLabels, mask_dir: str | Path | None = None) -> list[dict]:
     """Items for the files of ``labels`` that the user has under ``data_dir`` (a subset is normal: fastMRI's
-    splits are separate downloads); none found is an error."""
+    splits are separate downloads); none found is an error. With ``mask_dir``, each file's label volume
+    `<mask_dir>/<file>.nii.gz` (the scan's geometry, values as in `label_names.json`) gives its pixel masks."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: fastMRI data folder not found")
+    mask_labels = read_mask_labels(mask_dir, labels.categories) if mask_dir is not None else None
     items, missing = [], 0
     for name, found in labels.labels.items():
         path = find_scan(data_dir, name)
         if path is None:
             missing += 1
             continue
-        items.append(
-            {
-                "image": str(path),
-                "slices": [labels.slice_index],
-                "label": multi_hot(found, labels.categories),
-                "group": name,
-                "id": f"{name}#{labels.slice_index}",
-            }
-        )
+        item = {
+            "image": str(path),
+            "slices": [labels.slice_index],
+            "label": multi_hot(found, labels.categories),
+            "group": name,
+            "id": f"{name}#{labels.slice_index}",
+        }
+        if mask_labels is not None:
+            mask = Path(mask_dir) / f"{name}.nii.gz"
+            if not mask.is_file():
+                raise DataError(f"{mask}: the label volume of {path} is missing (every file needs one in {mask_dir})")
+            item.update(mask=str(mask), mask_labels=mask_labels)
+        items.append(item)
     if not items:
         raise DataError(
             f"{data_dir}: none of the {len(labels.labels)} fastMRI+ files of slice {labels.slice_index} "
@@ -199,7 +222,8 @@ def fastmri_plus_dataset_items(
     categories: Sequence[str] = DEFAULT_CATEGORIES,
     study_level: str = "slice0",
     other_labels: str = "exclude",
+    mask_dir: str | Path | None = None,
 ) -> list[dict]:
-    """Config entry point: labels of one slice task joined with the user's files."""
+    """Config entry point: labels of one slice task joined with the user's files (and their label volumes)."""
     labels = fastmri_plus_slice_labels(brain_csv, file_list, slice_index, categories, study_level, other_labels)
-    return fastmri_plus_items(data_dir, labels)
+    return fastmri_plus_items(data_dir, labels, mask_dir)

@@ -20,24 +20,34 @@ from monai.transforms import (
 from sdmad.data.clip_input import CLIP_MEAN, CLIP_STD
 from sdmad.data.loading import LoadScand
 from sdmad.data.orientation import DisplayOrientationd
-from sdmad.data.slices import AsRGBd, CheckFinited, ExtractSlicesd, SliceSpec, SliceTensord
+from sdmad.data.slices import AsRGBd, CategoryMaskd, CheckFinited, ExtractSlicesd, SliceSpec, SliceTensord
+
+SCAN_KEYS = ("image", "mask")  # the scan and, where an item has one, its label image (same geometry)
 
 
-def scan_to_slices(keys: Sequence[str] = ("image",), slices: SliceSpec = "all", h5_source: str = "auto") -> list:
+def scan_to_slices(keys: Sequence[str] = SCAN_KEYS, slices: SliceSpec = "all", h5_source: str = "auto") -> list:
     """Load (any format), orient to the display of the acquisition plane, check intensities, split into 2-D slice
-    items `[C, row, column]` as a radiologist sees them (MetaTensors: source file, slice index)."""
+    items `[C, row, column]` as a radiologist sees them (MetaTensors: source file, slice index). Keys after the
+    first (a label image) are optional and follow the scan through every step."""
     return [
-        LoadScand(keys=keys, h5_source=h5_source),
-        DisplayOrientationd(keys=keys),
-        CheckFinited(keys=keys),
-        ExtractSlicesd(keys=keys, slices=slices),
+        LoadScand(keys=keys, h5_source=h5_source, allow_missing_keys=True),
+        DisplayOrientationd(keys=keys, allow_missing_keys=True),
+        CheckFinited(keys=keys[:1]),
+        ExtractSlicesd(keys=keys, slices=slices, allow_missing_keys=True),
     ]
 
 
-def scan_transforms(keys: Sequence[str] = ("image",), slices: SliceSpec = "all", h5_source: str = "auto") -> Compose:
-    """What the data loader's workers do for a scan item: its slices as plain float32 tensors at native size,
-    ready for ``collate_slices`` and the batched ``CLIPInput`` on the model's device."""
-    return Compose([*scan_to_slices(keys, slices, h5_source), SliceTensord(keys=keys)])
+def scan_transforms(keys: Sequence[str] = SCAN_KEYS, slices: SliceSpec = "all", h5_source: str = "auto") -> Compose:
+    """What the data loader's workers do for a scan item: its slices as plain float32 tensors at native size
+    (and the items' category masks), ready for ``collate_slices`` and the batched ``CLIPInput`` on the model's
+    device."""
+    return Compose(
+        [
+            *scan_to_slices(keys, slices, h5_source),
+            SliceTensord(keys=keys, allow_missing_keys=True),
+            CategoryMaskd(keys=keys[1:]),
+        ]
+    )
 
 
 def per_slice_reference(

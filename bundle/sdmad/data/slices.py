@@ -75,25 +75,33 @@ class ExtractSlicesd(MapTransform):
             raise DataError(f"{source}: slices {missing} do not exist (available: {available[0]}..{available[-1]})")
         return wanted
 
+    @staticmethod
+    def _positions(image: Any) -> dict[int, int]:
+        """Source slice index -> position along the image's last axis."""
+        if image.ndim == 3:  # [C, row, column]: a 2-D image
+            return {0: 0}
+        if image.ndim != 4:
+            raise DataError(
+                f"{source_name(image)}: expected a channel-first 2-D or 3-D image, got shape {tuple(image.shape)}"
+            )
+        meta = getattr(image, "meta", {}) or {}
+        return {int(index): p for p, index in enumerate(meta.get("slice_indices", range(image.shape[-1])))}
+
     def __call__(self, data: Mapping[Hashable, Any]) -> list[dict[Hashable, Any]]:
         item = dict(data)
         keys = list(self.key_iterator(item))
         first = item[keys[0]]
         source = source_name(first)
-        if first.ndim == 3:  # [C, row, column]: a 2-D image
-            available = [0]
-        elif first.ndim == 4:
-            meta = getattr(first, "meta", {}) or {}
-            available = [int(i) for i in meta.get("slice_indices", range(first.shape[-1]))]
-        else:
-            raise DataError(f"{source}: expected a channel-first 2-D or 3-D image, got shape {tuple(first.shape)}")
-        position = {index: p for p, index in enumerate(available)}
+        positions = {key: self._positions(item[key]) for key in keys}  # a reader may return only some slices
+        available = list(positions[keys[0]])
         slices = []
         for index in self._wanted(item, available, source):
             out = dict(item)
             for key in keys:
                 image = item[key]
-                plane = image if image.ndim == 3 else image[..., position[index]]
+                if index not in positions[key]:
+                    raise DataError(f"{source_name(image)}: has no slice {index} for '{key}' (its image has)")
+                plane = image if image.ndim == 3 else image[..., positions[key][index]]
                 if isinstance(plane, MetaTensor):
                     plane.meta["slice_index"] = index
                 out[key] = plane
@@ -122,6 +130,42 @@ class SliceTensord(MapTransform):
         item = dict(data)
         for key in self.key_iterator(item):
             item[key] = convert_to_tensor(_without_alpha(item[key]), dtype=torch.float32, track_meta=False)
+        return item
+
+
+class CategoryMaskd(MapTransform):
+    """A slice's pixel labels -> a float32 `[C, row, column]` 0/1 mask, one channel per task category.
+
+    Items with pixel information carry ``labels_key``: ``{"<value>": category index}`` for the values of their
+    label image (``"*"``: any non-zero value, e.g. a BMAD anomaly mask), and under ``keys`` the label slice, or
+    nothing when the slice is known to be empty (a normal BMAD image). C is the length of the item's `label`.
+    Items without ``labels_key`` have no pixel information and are left as they are (no mask).
+    """
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable = "mask", labels_key: str = "mask_labels"):
+        super().__init__(keys, allow_missing_keys=True)
+        self.labels_key = labels_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        item = dict(data)
+        labels = item.pop(self.labels_key, None)
+        if labels is None:
+            return item
+        rows, columns = item["image"].shape[-2:]
+        for key in self.keys:
+            mask = torch.zeros(len(item["label"]), rows, columns, dtype=torch.float32)
+            values = item.get(key)
+            if values is not None:
+                values = torch.as_tensor(values)[0]
+                if tuple(values.shape) != (rows, columns):
+                    raise DataError(
+                        f"{item.get('source', '')}: its mask slice is {tuple(values.shape)}, the image "
+                        f"{(rows, columns)}: a mask must have the image's geometry"
+                    )
+                for value, category in labels.items():
+                    hit = values != 0 if value == "*" else values == float(value)
+                    mask[int(category)] = torch.maximum(mask[int(category)], hit.float())
+            item[key] = mask
         return item
 
 

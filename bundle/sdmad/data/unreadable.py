@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+import torch
 from monai.data import list_data_collate
 
-from sdmad.data.clip_input import SHAPE_KEY, stack_slices
+from sdmad.data.clip_input import HAS_MASK_KEY, MASK_KEY, SHAPE_KEY, stack_slices
 from sdmad.data.slices import source_name
 from sdmad.errors import one_line, project_error
 
@@ -58,7 +59,8 @@ class RecordUnreadable:
 def collate_slices(batch: list) -> dict[str, Any]:
     """The slices of a batch of scans as one batch: ``"image"`` one tensor (slices of different sizes padded,
     their sizes under ``"image_shape"``: sdmad.data.clip_input.stack_slices), every other key by MONAI's
-    ``list_data_collate``, the batch's unreadable-scan records under ``"unreadable"`` (a batch of unreadable scans
+    ``list_data_collate``, category masks (sdmad.data.CategoryMaskd) under ``"mask"`` with ``"has_mask"``, the
+    batch's unreadable-scan records under ``"unreadable"`` (a batch of unreadable scans
     only has no ``"image"``)."""
     flat: list[dict] = []
     for element in batch:
@@ -67,11 +69,25 @@ def collate_slices(batch: list) -> dict[str, Any]:
     slices = [item for item in flat if UNREADABLE_KEY not in item]
     collated = {}
     if slices:
-        collated = list_data_collate([{k: v for k, v in item.items() if k != "image"} for item in slices])
+        stacked = ("image", MASK_KEY)
+        collated = list_data_collate([{k: v for k, v in item.items() if k not in stacked} for item in slices])
         collated["image"], collated[SHAPE_KEY] = stack_slices([item["image"] for item in slices])
+        if any(MASK_KEY in item for item in slices):
+            collated[MASK_KEY], collated[HAS_MASK_KEY] = _stack_masks(slices)
     if records:
         collated[UNREADABLE_KEY] = records
     return collated
+
+
+def _stack_masks(slices: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The slices' `[C, H, W]` category masks as one padded batch (zeros for a slice without pixel labels) and
+    which slices have them."""
+    channels = next(item[MASK_KEY].shape[0] for item in slices if MASK_KEY in item)
+    masks = [
+        item[MASK_KEY] if MASK_KEY in item else torch.zeros(channels, *item["image"].shape[-2:]) for item in slices
+    ]
+    has_mask = torch.tensor([MASK_KEY in item for item in slices])
+    return stack_slices(masks)[0], has_mask
 
 
 def error_policy(on_error: str, source: Any) -> str:

@@ -13,18 +13,21 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from sdmad.atomic import write_csv_atomic
+from sdmad.data.fastmri_plus import MASK_LABEL_NAMES
 from sdmad.tools.phantom.findings import CATEGORIES, make_volume, phantom_label_sets
 from sdmad.tools.phantom.writers import (
     fastmri_plus_rows,
+    label_values,
     write_bmad_slice,
     write_dicom_series,
     write_fastmri_h5,
+    write_label_nifti,
     write_nifti,
     write_non_image_object,
 )
 
 # The data set's layout version: a data set written by another version is made again (demo, benchmark).
-PHANTOM_VERSION = 3  # 2: `.h5` in fastMRI's orientation, boxes in display coordinates; 3: 180 volumes
+PHANTOM_VERSION = 4  # 2: `.h5` in fastMRI's orientation, boxes in display coordinates; 3: 180 volumes; 4: masks/
 
 
 def make_phantom_dataset(
@@ -40,14 +43,15 @@ def make_phantom_dataset(
 ) -> dict:
     """Write the phantom data set under ``out`` and return its manifest (also written as manifest.json).
 
-    Layout: `nifti/<name>.nii.gz`, `dicom/<name>/IM0001.dcm...`, `h5/<name>.h5` (the first ``kspace_volumes``
+    Layout: `nifti/<name>.nii.gz`, `masks/<name>.nii.gz` (the findings' label volume, values in
+    `masks/label_names.json`), `dicom/<name>/IM0001.dcm...`, `h5/<name>.h5` (the first ``kspace_volumes``
     with k-space too), `fastmri_plus/brain.csv` + `brain_file_list.csv`, `bmad/PhantomBrain_AD/{valid,test}/...`
     and `labels.csv` (a generic multi-label CSV of the NIfTI files, patient column included).
     """
     out = Path(out)
     rng = np.random.default_rng(seed)
     label_sets = phantom_label_sets(volumes_per_category, normal_volumes, multi_label_volumes, rng)
-    for sub in ("nifti", "dicom", "h5", "fastmri_plus", "bmad/PhantomBrain_AD"):
+    for sub in ("nifti", "masks", "dicom", "h5", "fastmri_plus", "bmad/PhantomBrain_AD"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     csv_rows, manifest = [], {"version": PHANTOM_VERSION, "seed": seed, "categories": list(CATEGORIES), "volumes": []}
     iterator = enumerate(label_sets)
@@ -59,6 +63,7 @@ def make_phantom_dataset(
         name = f"file_brain_PHANTOM_{index:04d}"
         phantom = make_volume(name, labels, np.random.default_rng([seed, index]), size, num_slices)
         write_nifti(phantom, out / "nifti" / f"{name}.nii.gz")
+        write_label_nifti(phantom, out / "masks" / f"{name}.nii.gz")
         study_uid = generate_uid(entropy_srcs=[str(seed), name, "study"])
         write_dicom_series(
             phantom, out / "dicom" / name, study_uid, generate_uid(entropy_srcs=[str(seed), name, "series"])
@@ -77,6 +82,7 @@ def make_phantom_dataset(
         for volume in manifest["volumes"]
     ]
     write_csv_atomic([["path", "labels", "patient"], *table], out / "labels.csv")
+    (out / "masks" / MASK_LABEL_NAMES).write_text(json.dumps(label_values(), indent=1))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 

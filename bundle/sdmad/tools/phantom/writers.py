@@ -19,7 +19,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, MRSpectroscopyStorage, generate_uid
 
 from sdmad.data.fastmri_h5 import fft2c
-from sdmad.tools.phantom.findings import INTENSITY_SCALE, PhantomVolume
+from sdmad.tools.phantom.findings import CATEGORIES, FINDINGS, INTENSITY_SCALE, PhantomVolume
 
 GLOBAL_PREFIX = "Global label:"
 SPACING = (2.0, 2.0, 5.0)  # mm: x, y, slice
@@ -32,6 +32,23 @@ def to_display(plane: np.ndarray) -> np.ndarray:
 
 def write_nifti(phantom: PhantomVolume, path: Path) -> None:
     nib.save(nib.Nifti1Image(phantom.volume, np.diag([*SPACING, 1.0])), path)
+
+
+def label_values() -> dict[str, int]:
+    """The label value of each category in the phantom's label volumes (0: background), MONAI Label's
+    `label_names` form."""
+    return {category: value for value, category in enumerate(CATEGORIES, start=1)}
+
+
+def write_label_nifti(phantom: PhantomVolume, path: Path) -> None:
+    """The findings as a label volume in the NIfTI copy's geometry: each voxel the value of the finding drawn on
+    top there (the drawing order of FINDINGS: the one a reader sees), 0 elsewhere."""
+    labels = np.zeros(phantom.volume.shape, dtype=np.uint8)
+    values = label_values()
+    for category in FINDINGS:
+        if category in phantom.masks:
+            labels[phantom.masks[category]] = values[category]
+    nib.save(nib.Nifti1Image(labels, np.diag([*SPACING, 1.0])), path)
 
 
 def _new_instance(sop_class_uid: str) -> pydicom.Dataset:
