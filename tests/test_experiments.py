@@ -6,15 +6,21 @@ import pytest
 from sdmad.tools.experiments import summarise_seeds, summary_markdown
 
 
-def figures(auroc: float, hamming: float) -> dict:
-    return {"mean_category_auroc": auroc, "hamming_score": hamming, "subset_accuracy": 0.5, "image_auroc": None}
+def figures(auroc: float, hamming: float, pixel: float | None = None) -> dict:
+    return {
+        "mean_category_auroc": auroc,
+        "hamming_score": hamming,
+        "subset_accuracy": 0.5,
+        "image_auroc": None,
+        "pixel_auroc": pixel,
+    }
 
 
 def test_summary_has_every_category_per_seed_and_its_lowest_trained_value():
     per_seed = {
         seed: {
-            "trained": figures(0.9 + seed / 100, 0.95),
-            "zero_shot": figures(0.5, 0.8),
+            "trained": figures(0.9 + seed / 100, 0.95, 0.92),
+            "zero_shot": figures(0.5, 0.8, 0.6 + seed / 10),
             "all_absent": figures(None, 0.86),
         }
         for seed in (0, 1)
@@ -25,7 +31,12 @@ def test_summary_has_every_category_per_seed_and_its_lowest_trained_value():
         1: {"trained": {"A": 0.9, "B": None}, "zero_shot": {"A": 0.6, "B": None}},
     }
     text = summary_markdown(summary, "make benchmark-phantom")
-    assert "| SD-MAD (trained adapters), Eq. 8 | 0.905 ± 0.007 | 0.950 ± 0.000 | 0.500 ± 0.000 | — |" in text
+    assert (
+        "| SD-MAD (trained adapters), Eq. 8 | 0.905 ± 0.007 | 0.950 ± 0.000 | 0.500 ± 0.000 | — | 0.920 ± 0.000 |"
+        in text
+    )
     assert "| A | 0.500 → 0.950 | 0.600 → 0.900 | 0.900 |" in text
     assert "| B | 0.400 → 0.700 | — → — | 0.700 |" in text  # undefined on seed 1: the lowest defined value
     assert summary["mean_category_auroc_gain"]["per_seed"] == pytest.approx([0.4, 0.41])
+    assert summary["pixel_auroc_gain"]["per_seed"] == pytest.approx([0.32, 0.22])
+    assert "Gain in pixel AUROC, trained minus zero-shot, per seed: +0.320, +0.220" in text

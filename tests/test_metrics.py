@@ -41,6 +41,52 @@ def test_category_auroc_with_an_undefined_category():
     assert nothing["mean"] is None and nothing["defined"] == 0
 
 
+def test_example_jaccard_with_one_category_is_the_share_of_right_images():
+    labels, decisions = np.array([[1], [0], [1], [0]]), np.array([[1], [0], [0], [1]])
+    assert metrics.example_jaccard(decisions, labels) == 0.5
+
+
+def test_pixel_auroc_exact_and_binned():
+    assert metrics.pixel_auroc(np.array([[0.1, 0.9], [0.4, 0.6]]), np.array([[0, 1], [0, 1]])) == 1.0
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(8, 32, 32, generator=generator) > 0.9
+    maps = (torch.rand(8, 32, 32, generator=generator) * 0.7 + masks * 0.3).clamp(0, 1)
+    binned = metrics.BinnedAUROC()
+    for map_, mask in zip(maps, masks, strict=True):
+        binned.update(map_, mask)
+    exact = metrics.pixel_auroc(maps.numpy(), masks.numpy())
+    assert 0.6 < exact < 0.99 and binned.compute() == pytest.approx(exact, abs=1e-4)
+    empty = metrics.BinnedAUROC()
+    empty.update(maps[0], torch.zeros_like(masks[0]))
+    assert empty.compute() is None
+    with pytest.raises(ValueError, match="NaN"):
+        binned.update(torch.tensor([float("nan")]), torch.tensor([True]))
+
+
+def test_pixel_auroc_metric_per_channel_equals_scikit_learn_on_the_scored_pixels():
+    """Grid maps are upsampled to the masks; padding (valid 0) and slices without pixel labels are not scored."""
+    generator = torch.Generator().manual_seed(3)
+    maps = torch.rand(6, 3, 4, 4, generator=generator)  # anomaly + 2 categories on a 4 x 4 patch grid
+    masks = (torch.rand(6, 2, 16, 16, generator=generator) > 0.8).float()
+    valid = torch.ones(6, 1, 16, 16)
+    valid[:, :, :, 12:] = 0  # a slice narrower than its CLIP input: the padding
+    has_mask = torch.tensor([True, True, True, True, False, True])
+    metric = metrics.PixelAUROC(["A", "B"])
+    metric.reset()
+    metric.update((maps[:3], masks[:3], valid[:3], has_mask[:3]))
+    metric.update((maps[3:], masks[3:], valid[3:], has_mask[3:]))
+    result = metric.compute()
+    up = torch.nn.functional.interpolate(maps, size=(16, 16), mode="bilinear", align_corners=False)
+    keep = has_mask.nonzero().squeeze(1)
+    inside = valid[keep, 0].bool()
+    union = masks[keep].amax(dim=1)
+    assert result["pixel_auroc"] == pytest.approx(metrics.pixel_auroc(up[keep, 0][inside], union[inside]), abs=1e-4)
+    for c, name in enumerate(["A", "B"]):
+        expected = metrics.pixel_auroc(up[keep, 1 + c][inside], masks[keep, c][inside])
+        assert result[f"pixel_auroc/{name}"] == pytest.approx(expected, abs=1e-4)
+    assert result["pixel_labelled_slices"] == 5 and result["pixel_mapped_slices"] == 6
+
+
 def batches():
     generator = torch.Generator().manual_seed(1)
     labels = (torch.rand(21, 3, generator=generator) > 0.6).float()

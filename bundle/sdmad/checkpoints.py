@@ -1,8 +1,9 @@
 """SD-MAD checkpoints: adapter weights plus the configuration they belong to, written atomically.
 
 A model file (`model.pt`) is ``{"network": <adapter state dict>, "sdmad": <config record>}`` plus, when
-training made them, ``"calibration"`` (the calibrated decision thresholds, sdmad.calibration) and
-``"run_config"`` (the settings of the run that trained it); a training checkpoint adds the optimizer, trainer
+training made them, ``"calibration"`` (the calibrated decision thresholds, sdmad.calibration),
+``"run_config"`` (the settings of the run that trained it) and, for the patch path, ``"patch_memory"`` (the
+few-shot normal patch features per level, sdmad.networks.patch_path); a training checkpoint adds the optimizer, trainer
 and run config. Loading uses ``torch.load(weights_only=True)``: both hold only
 tensors and plain Python values.
 """
@@ -23,6 +24,7 @@ from sdmad.errors import SDMADError
 RECORD_KEY = "sdmad"
 CALIBRATION_KEY = "calibration"
 RUN_CONFIG_KEY = "run_config"
+MEMORY_KEY = "patch_memory"
 
 
 class CheckpointError(SDMADError, RuntimeError):
@@ -112,21 +114,27 @@ def load_or_bypass(network: nn.Module, checkpoint: str | Path | None) -> None:
     checkpoint = checkpoint_or_none(checkpoint)
     unwrap(network).bypass_adapters(checkpoint is None)
     if checkpoint is None:
-        unwrap(network).checkpoint, unwrap(network).calibration = None, None
+        unwrap(network).checkpoint, unwrap(network).calibration, unwrap(network).patch_memory = None, None, None
     else:
         load_model(network, checkpoint)
 
 
 def save_model(
-    network: nn.Module, path: str | Path, calibration: Calibration | None = None, run_config: dict | None = None
+    network: nn.Module,
+    path: str | Path,
+    calibration: Calibration | None = None,
+    run_config: dict | None = None,
+    patch_memory: list[torch.Tensor] | None = None,
 ) -> None:
     """Write the adapters and their configuration record as `model.pt`, atomically, with the calibrated
-    thresholds and the run config when given."""
+    thresholds, the run config and the few-shot patch memory when given."""
     content = {"network": unwrap(network).state_dict(), RECORD_KEY: ConfigRecord(network).state_dict()}
     if calibration is not None:
         content[CALIBRATION_KEY] = calibration.to_dict()
     if run_config is not None:
         content[RUN_CONFIG_KEY] = run_config
+    if patch_memory is not None:
+        content[MEMORY_KEY] = [level.detach().cpu() for level in patch_memory]
     save_atomic(content, path)
 
 
@@ -145,3 +153,6 @@ def load_model(network: nn.Module, path: str | Path) -> None:
     calibration = content.get(CALIBRATION_KEY)
     unwrap(network).checkpoint = str(path)
     unwrap(network).calibration = Calibration.from_dict(calibration) if calibration else None
+    memory = content.get(MEMORY_KEY)
+    device = unwrap(network).sign_states.device
+    unwrap(network).patch_memory = [level.to(device) for level in memory] if memory else None

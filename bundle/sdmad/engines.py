@@ -15,7 +15,7 @@ from ignite.engine import Engine, Events
 
 from sdmad.calibration import Calibration, Calibrator, check_decision_rule
 from sdmad.checkpoints import CheckpointError, unwrap
-from sdmad.data.clip_input import PrepareSlices
+from sdmad.data.clip_input import SHAPE_KEY, PrepareSlices
 from sdmad.inference import Scores, SignSelection, score_images, select_signs
 
 
@@ -80,6 +80,30 @@ def prepare_text(
     return PreparedText(sign_features, anchor, selection)
 
 
+@torch.no_grad()
+def patch_memory(
+    network: torch.nn.Module, support_loader: Any, device: torch.device | str, prepare_batch: PrepareSlices
+) -> list[torch.Tensor] | None:
+    """The few-shot memory of the patch path: per level, the patch features of the support set's normal slices
+    `[M, E]` (MVFA's few-shot branch); None without the patch path or without a normal support slice."""
+    network = unwrap(network)
+    if not network.has_patch_path or support_loader is None:
+        return None
+    network.eval()
+    levels: list[list[torch.Tensor]] = []
+    for batch in support_loader:
+        if "image" not in batch:
+            continue
+        images, labels = prepare_batch(batch, device)
+        normal = labels.sum(dim=1) == 0
+        if bool(normal.any()):
+            _, patches = network.encode_images_and_patches(images[normal])
+            levels.append([level.reshape(-1, level.shape[-1]) for level in patches])
+    if not levels:
+        return None
+    return [torch.cat(parts) for parts in zip(*levels, strict=True)]
+
+
 class SignSelectionHandler:
     """At the start of every evaluation run, fix the text side (sign features, anchor, Eq. 6 selection) and the
     decision rule; stored as ``engine.state.sdmad_text`` for ``evaluate_iteration`` and the report handlers.
@@ -132,10 +156,16 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
     text: PreparedText = engine.state.sdmad_text
     network = unwrap(engine.network)
     network.eval()
+    maps = masks = None
     with torch.inference_mode():  # no autograd state at all (lighter than no_grad)
         if "image" in batch:
             images, _ = engine.prepare_batch(batch, engine.state.device, non_blocking=True)
-            features = network.encode_images(images)
+            if network.has_patch_path:
+                features, patches = network.encode_images_and_patches(images)
+                maps = network.maps(patches, text.sign_features, text.anchor, text.selection.category_mask()).maps
+                masks = engine.prepare_batch.masks(batch, engine.state.device, non_blocking=True)
+            else:
+                features = network.encode_images(images)
         else:  # every scan of the batch was unreadable (recorded by the UnreadableScans handler): no rows
             features = text.sign_features.new_zeros(0, text.sign_features.shape[1])
         scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
@@ -151,4 +181,9 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
     }
     if "label" in batch:
         output["label"] = batch["label"].to(scores.category_scores.device).float()
+    if maps is not None:  # [B, 1 + C, g, g]: the anomaly map, then one per category (patch grid)
+        output["maps"] = maps
+        output["image_shape"] = batch.get(SHAPE_KEY)
+    if masks is not None:  # in the CLIP input's geometry, with the slices' extent (sdmad.data.PrepareSlices.masks)
+        output["mask"], output["valid"], output["has_mask"] = masks
     return output

@@ -121,3 +121,61 @@ class SDMADLoss(nn.Module):
         neg = self._over_categories(self._per_category(neg_hinge, membership), negative)
         img_text, pos, neg = img_text.mean(), pos.mean(), neg.mean()
         return LossParts(total=img_text + pos + neg, img_text=img_text, pos=pos, neg=neg)
+
+
+class PatchLoss(nn.Module):
+    """MVFA's losses on the patch path's maps (sdmad.networks.patch_path), summed over the adapted levels.
+
+    - Pixel terms, on slices with pixel labels only: focal + Dice of each channel's logits (the anomaly map
+      against the union of the category masks, each category map against its own mask), at ``size`` x ``size``
+      (logits upsampled bilinearly, masks area-averaged: soft targets).
+    - Image term, on every slice: binary cross-entropy of the anomaly map's highest logit against "any finding":
+      what trains the patch heads on data without masks.
+
+    Args:
+        pixel_weight: weight of focal + Dice (0: image term only).
+        image_weight: weight of the image term.
+        size: resolution of the pixel terms; None: the masks' (the CLIP input size, as MVFA).
+    """
+
+    def __init__(self, pixel_weight: float = 1.0, image_weight: float = 1.0, size: int | None = None):
+        super().__init__()
+        if pixel_weight < 0 or image_weight < 0:
+            raise ValueError(f"loss weights must be >= 0, got pixel {pixel_weight}, image {image_weight}")
+        from monai.losses import DiceLoss, FocalLoss
+
+        self.pixel_weight, self.image_weight, self.size = pixel_weight, image_weight, size
+        self.focal = FocalLoss(gamma=2.0)
+        self.dice = DiceLoss(sigmoid=True, soft_label=True)
+
+    def targets(self, category_masks: torch.Tensor) -> torch.Tensor:
+        """``[B, C, S, S]`` masks -> ``[B, 1 + C, size, size]`` soft targets: their union, then each category."""
+        targets = torch.cat([category_masks.amax(dim=1, keepdim=True), category_masks], dim=1)
+        size = self.size or targets.shape[-1]
+        if size != targets.shape[-1]:
+            targets = nn.functional.interpolate(targets, size=(size, size), mode="area")
+        return targets
+
+    def forward(
+        self,
+        level_logits: list[torch.Tensor],
+        labels: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        has_mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``level_logits``: per level ``[B, 1 + C, g, g]``; ``labels`` ``[B, C]``; ``targets`` from
+        ``self.targets`` and ``has_mask`` ``[B]`` (which slices have pixel labels), or None. Returns the parts."""
+        abnormal = (labels.sum(dim=1) > 0).float()
+        image = sum(
+            nn.functional.binary_cross_entropy_with_logits(logits[:, 0].flatten(1).amax(dim=1), abnormal)
+            for logits in level_logits
+        )
+        pixel = image.new_zeros(())
+        if targets is not None and self.pixel_weight > 0 and bool(has_mask.any()):
+            everyone = bool(has_mask.all())
+            targets = targets if everyone else targets[has_mask]
+            for logits in level_logits:
+                logits = logits if everyone else logits[has_mask]
+                logits = nn.functional.interpolate(logits, size=targets.shape[-2:], mode="bilinear")
+                pixel = pixel + self.focal(logits, targets) + self.dice(logits, targets)
+        return {"pixel": self.pixel_weight * pixel, "patch_image": self.image_weight * image}

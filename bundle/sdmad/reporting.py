@@ -141,11 +141,12 @@ def build_report(
         "protocols": {
             "general_ad": {
                 "image_auroc": undefined_if_none(metrics.get("image_auroc")),
-                "pixel_auroc": "not computed: this model produces no pixel anomaly maps",
+                "pixel_auroc": pixel_figure(metrics, "pixel_auroc"),
             },
             "multi_label": multi_label_section(arrays, categories, text.decision_rule, text.calibration),
             "category_auroc": {
                 "per_category": per_category,
+                "pixel_per_category": {name: pixel_figure(metrics, f"pixel_auroc/{name}") for name in categories},
                 "mean": undefined_if_none(metrics.get("mean_category_auroc")),
                 "defined": int(metrics.get("defined_categories") or 0),
                 "total": len(categories),
@@ -159,6 +160,19 @@ def build_report(
     }
 
 
+NO_MAPS = "not computed: method sdmad makes no maps (sdmad+mvfa does)"
+NO_MASKS = "not computed: no test slice has pixel labels"
+
+
+def pixel_figure(metrics: dict[str, Any], name: str) -> Any:
+    """A pixel AUROC of the evaluator's metrics, or why there is none."""
+    if not metrics.get("pixel_mapped_slices"):
+        return NO_MAPS
+    if not metrics.get("pixel_labelled_slices"):
+        return NO_MASKS
+    return undefined_if_none(metrics.get(name))
+
+
 def _figure(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
 
@@ -166,6 +180,10 @@ def _figure(value: Any) -> str:
 def _interval(report: dict[str, Any], name: str) -> str:
     interval = report["confidence_intervals"].get(name)
     return f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "undefined"
+
+
+def _pixel_cell(value: Any) -> str:
+    return _figure(value) if isinstance(value, (int, float)) or value == "undefined" else "-"
 
 
 def rule_name(multi_label: dict[str, Any], rule: str) -> str:
@@ -197,7 +215,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
         f"| 1 general AD | image AUROC | {_figure(protocols['general_ad']['image_auroc'])} | "
         f"{_interval(report, 'image_auroc')} | 0.5 (constant) |",
-        f"| 1 general AD | pixel AUROC | {protocols['general_ad']['pixel_auroc']} | | |",
+        f"| 1 general AD | pixel AUROC | {_figure(protocols['general_ad']['pixel_auroc'])} | | 0.5 (constant) |",
         f"| 2 multi-label | Hamming score | {_figure(multi['hamming_score'])} | {_interval(report, 'hamming_score')} | "
         f"{_figure(multi['hamming_score_all_absent'])} |",
         f"| 2 multi-label | subset accuracy | {_figure(multi['subset_accuracy'])} | "
@@ -230,10 +248,11 @@ def report_markdown(report: dict[str, Any]) -> str:
     calibration = calibrated.get("calibration") if isinstance(calibrated, dict) else None
     lines += [
         "",
-        "| category | positives | negatives | prevalence | AUROC | positive decisions | threshold on s_c "
-        "| signs kept / dropped |",
-        "|---|---|---|---|---|---|---|---|",
+        "| category | positives | negatives | prevalence | AUROC | pixel AUROC | positive decisions "
+        "| threshold on s_c | signs kept / dropped |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    pixel = protocols["category_auroc"].get("pixel_per_category", {})
     selection = report["sign_selection"]["categories"]
     for c, (name, value) in enumerate(protocols["category_auroc"]["per_category"].items()):
         counts, chosen = data["counts"][name], selection[name]
@@ -241,7 +260,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         threshold = f"{calibration['thresholds'][c]:.4f}" if calibration else "none"
         lines.append(
             f"| {name} | {counts['positive']} | {counts['negative']} | {counts['prevalence']:.3f} | "
-            f"{_figure(value)} | {multi['positive_decisions'][name]} | {threshold} | "
+            f"{_figure(value)} | {_pixel_cell(pixel.get(name))} | {multi['positive_decisions'][name]} | {threshold} | "
             f"{chosen['kept']} / {chosen['dropped']}{forced} |"
         )
     if calibration:
@@ -291,6 +310,7 @@ def headline(report: dict[str, Any], where: str | Path) -> str:
         f"Hamming score {_figure(multi['hamming_score'])} (all-absent {_figure(multi['hamming_score_all_absent'])}"
         f"), subset accuracy {_figure(multi['subset_accuracy'])} (all-absent "
         f"{_figure(multi['subset_accuracy_all_absent'])}), image AUROC "
-        f"{_figure(protocols['general_ad']['image_auroc'])}"
+        f"{_figure(protocols['general_ad']['image_auroc'])}, pixel AUROC "
+        f"{_figure(protocols['general_ad']['pixel_auroc']).split(':')[0]}"
         f"\nreport: {Path(where) / 'report.md'}"
     )

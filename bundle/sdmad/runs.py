@@ -116,6 +116,7 @@ def run_splits(
     splits_file: str | Path,
     write: bool,
     require_test: bool = True,
+    make_split: Callable[[], dict[str, list[dict]]] | None = None,
 ) -> dict[str, list[dict]]:
     """The run's train/val/test items.
 
@@ -129,6 +130,8 @@ def run_splits(
         splits_file: `<run>/training/splits.json`.
         write: True for `training`; False for `evaluating`, which never makes a split.
         require_test: False allows an empty test split (retraining on every labelled study).
+        make_split: makes the split instead of ``few_shot_split`` (a data set with its own test folder, e.g. BMAD
+            protocol 1: sdmad.data.bmad_protocol_split); ``settings`` must then hold what it depends on.
     """
     path, require_test = Path(splits_file), as_flag(require_test, "require_test")
     if path.is_file():
@@ -154,15 +157,18 @@ def run_splits(
             f"{path}: not found; run `training` with the same --run_name first (it makes the "
             f"split that evaluation uses)"
         )
-    splits = few_shot_split(
-        items(),
-        settings["categories"],
-        settings["shots"],
-        settings["normal_shots"],
-        settings["val_fraction"],
-        settings["seed"],
-        require_test=require_test,
-    )
+    if make_split is not None:
+        splits = make_split()
+    else:
+        splits = few_shot_split(
+            items(),
+            settings["categories"],
+            settings["shots"],
+            settings["normal_shots"],
+            settings["val_fraction"],
+            settings["seed"],
+            require_test=require_test,
+        )
     write_json_atomic({"settings": dict(settings), **splits}, path)
     logger.info("split written to %s: %s", path, {name: len(splits[name]) for name in SPLITS})
     return splits

@@ -18,7 +18,7 @@ from monai.handlers import CheckpointLoader
 
 from sdmad.calibration import Calibrator
 from sdmad.checkpoints import save_atomic, save_model, unwrap
-from sdmad.engines import prepare_text
+from sdmad.engines import patch_memory, prepare_text
 
 logger = logging.getLogger(__name__)
 _EPOCH = re.compile(r"checkpoint_epoch=(\d+)\.pt$")
@@ -93,9 +93,10 @@ class BestModelSaver:
         metric_name: str,
         calibrator: Calibrator | None = None,
         run_config: dict | None = None,
+        support_loader: Any = None,
     ):
         self.network, self.path, self.metric_name = network, Path(path), metric_name
-        self.calibrator, self.run_config = calibrator, run_config
+        self.calibrator, self.run_config, self.support_loader = calibrator, run_config, support_loader
         self.best, self.best_epoch = float("-inf"), 0
 
     def attach(self, engine: Engine) -> None:
@@ -109,7 +110,8 @@ class BestModelSaver:
         self.best_epoch = engine.state.epoch  # ValidationHandler runs the evaluator with the trainer's epoch
         if idist.get_rank() == 0:
             calibration = self.calibrator(unwrap(self.network), engine.state.sdmad_text) if self.calibrator else None
-            save_model(self.network, self.path, calibration, self.run_config)
+            memory = patch_memory(self.network, self.support_loader, engine.state.device, engine.prepare_batch)
+            save_model(self.network, self.path, calibration, self.run_config, memory)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch}
@@ -127,7 +129,8 @@ class FinalModelSaver:
         path: `<run>/training/model.pt`.
         calibrator: computes the calibrated thresholds (None: the model has none).
         run_config: the run's settings, recorded in the file.
-        sign_selection, support_loader: the sign selection the thresholds are computed under (as in evaluation).
+        sign_selection, support_loader: the sign selection the thresholds are computed under (as in evaluation);
+            the support set's normal slices are also the patch path's few-shot memory.
     """
 
     def __init__(
@@ -148,6 +151,8 @@ class FinalModelSaver:
     def __call__(self, engine: Engine) -> None:
         if idist.get_rank() != 0:
             return
+        network = unwrap(self.network)
+        network.patch_memory = patch_memory(network, self.support_loader, engine.state.device, engine.prepare_batch)
         calibration = None
         if self.calibrator is not None:
             text = prepare_text(
@@ -155,5 +160,5 @@ class FinalModelSaver:
             )
             calibration = self.calibrator(unwrap(self.network), text)
             unwrap(self.network).calibration = calibration
-        save_model(self.network, self.path, calibration, self.run_config)
+        save_model(self.network, self.path, calibration, self.run_config, network.patch_memory)
         logger.info("final model written to %s", self.path)

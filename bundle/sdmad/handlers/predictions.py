@@ -6,6 +6,7 @@ from typing import Any
 
 import ignite.distributed as idist
 import numpy as np
+import torch
 from ignite.engine import Engine, Events
 
 from sdmad.checkpoints import unwrap
@@ -20,7 +21,8 @@ def _as_list(value: Any, size: int) -> list:
 
 
 class PredictionCollector:
-    """Accumulates one row per slice: source, slice index, s_c, p_c, anomaly score and (if given) labels.
+    """Accumulates one row per slice: source, slice index, s_c, p_c, anomaly score, (if given) labels and, for the
+    patch path, the slice's patch-grid maps and native size.
 
     After the run, ``rows`` holds every process's rows (all-gathered), in a stable order (source, slice).
     """
@@ -46,6 +48,10 @@ class PredictionCollector:
         paper_margins = output["paper_margins"].detach().float().cpu().numpy()
         labels = output["label"].detach().cpu().numpy() if output.get("label") is not None else None
         sources, slices = _as_list(output.get("source"), size), _as_list(output.get("slice_index"), size)
+        maps = output.get("maps")
+        if maps is not None:  # patch-grid maps (float16 keeps a large test set's in memory) and slice sizes
+            maps = maps.detach().to(torch.float16).cpu().numpy()
+            shapes = np.asarray(output["image_shape"]) if output.get("image_shape") is not None else None
         for i in range(size):
             row = {
                 "source": sources[i],
@@ -58,6 +64,10 @@ class PredictionCollector:
             }
             if labels is not None:
                 row["label"] = labels[i]
+            if maps is not None:
+                row["maps"] = maps[i]
+                if shapes is not None:
+                    row["shape"] = tuple(int(v) for v in shapes[i][1:])  # (rows, columns)
             self.rows.append(row)
 
     def _gather(self, engine: Engine) -> None:

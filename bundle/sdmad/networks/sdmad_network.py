@@ -18,6 +18,7 @@ from sdmad.calibration import Calibration
 from sdmad.flags import as_flag, as_optional_flag
 from sdmad.inference import Scores, SignSelection, score_images, select_signs
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip, no_weights
+from sdmad.networks.patch_path import METHODS, CLIPPatchProjection, PatchHead, PatchMaps, patch_maps
 from sdmad.networks.shift_adapter import ShiftAdapter
 from sdmad.signs import SignSet
 
@@ -67,6 +68,8 @@ class SDMADNetwork(nn.Module):
             side stays float32. Checkpoints are the same for both.
         grad_checkpointing: recompute the image blocks' activations in the backward pass instead of keeping them
             (training memory for time; blocks before the first adapter keep none anyway: nothing there needs grad).
+        method: "sdmad" (image level only, the paper's image setting) or "sdmad+mvfa" (plus MVFA-style patch heads
+            on the adapted blocks: anomaly and per-category maps, sdmad.networks.patch_path).
     """
 
     def __init__(
@@ -85,8 +88,11 @@ class SDMADNetwork(nn.Module):
         cache_dir: str | None = None,
         frozen_dtype: str = "float32",
         grad_checkpointing: bool = False,
+        method: str = "sdmad",
     ):
         super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got '{method}'")
         text_adapter, grad_checkpointing = (
             as_flag(text_adapter, "text_adapter"),
             as_flag(grad_checkpointing, "grad_checkpointing"),
@@ -113,6 +119,11 @@ class SDMADNetwork(nn.Module):
             "sign_prompts": signs.sign_prompts,
             "normal_prompts": list(signs.normal),
         }
+        if method != "sdmad":  # image-only records stay as they were: their checkpoints keep loading
+            self._record["method"] = method
+        self.method = method
+        # the support set's normal patch features per level (few-shot maps); set by the FinalModelSaver / load
+        self.patch_memory: list[torch.Tensor] | None = None
         self.clip, self.tokenizer = load_clip(model_name, pretrained, image_size, quick_gelu, cache_dir)
         self.clip.requires_grad_(False)
         self.register_buffer("sign_category", torch.tensor(signs.sign_category, dtype=torch.long), persistent=False)
@@ -139,6 +150,20 @@ class SDMADNetwork(nn.Module):
             text_width = self.clip.transformer.width
             self.text_adapter = ShiftAdapter(text_width, round(text_width * bottleneck_ratio), activation, lam)
             self.clip.transformer.resblocks[-1].register_forward_hook(self.text_adapter.block_hook)
+        # made after every Shift Adapter (their random initialisation is that of method sdmad); trained after them
+        # (sdmad.patch_training), so the image path is exactly that of method sdmad with the same seed
+        self.patch_heads: nn.ModuleDict | None = None
+        self._captured: dict[str, torch.Tensor] = {}
+        if method == "sdmad+mvfa":
+            projection = CLIPPatchProjection(self.clip.visual)
+            self.patch_heads = nn.ModuleDict(
+                {
+                    str(b): PatchHead(image_width, self.clip.text_projection.shape[-1], projection)
+                    for b in self.image_blocks
+                }
+            )
+            for b in self.patch_heads:  # registered after the adapters' hooks: they see the adapted tokens
+                visual_blocks[int(b) - 1].register_forward_hook(self._capture_hook(b))
         logger.info(
             "SD-MAD adapters on image blocks %s of %d (1-based)%s",
             self.image_blocks,
@@ -208,6 +233,47 @@ class SDMADNetwork(nn.Module):
         features = self.clip.encode_image(images.to(self.image_dtype))
         return F.normalize(features.float(), dim=-1)
 
+    def _capture_hook(self, block: str):
+        def capture(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            self._captured[block] = output
+
+        return capture
+
+    @property
+    def has_patch_path(self) -> bool:
+        return self.patch_heads is not None
+
+    def encode_images_and_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """[B, E] image features and, per adapted block, its [B, N, W] output patch tokens (patch path only)."""
+        if not self.has_patch_path:
+            raise ValueError("this network has no patch path: build it with method 'sdmad+mvfa'")
+        self._captured.clear()
+        features = self.encode_images(images)
+        grid = self.clip.visual.grid_size
+        num_patches = grid[0] * grid[1]
+        tokens = {block: self._captured.pop(block) for block in self.patch_heads}
+        return features, {block: t[:, t.shape[1] - num_patches :] for block, t in tokens.items()}
+
+    def patch_features(self, tokens: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Per level, [B, N, E] normalised patch features of the blocks' patch tokens (the patch heads)."""
+        return [F.normalize(head(tokens[block]), dim=-1) for block, head in self.patch_heads.items()]
+
+    def encode_images_and_patches(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """[B, E] image features and, per adapted level, [B, N, E] normalised patch features (patch path only)."""
+        features, tokens = self.encode_images_and_tokens(images)
+        return features, self.patch_features(tokens)
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learnt temperature (100 for OpenAI weights), used for the maps' two-way softmax."""
+        return float(self.clip.logit_scale.exp().clamp(max=100.0))
+
+    def maps(
+        self, level_patches: list[torch.Tensor], sign_features: torch.Tensor, anchor: torch.Tensor, category_mask
+    ) -> PatchMaps:
+        """Anomaly and per-category maps at the patch grid (with the few-shot memory when there is one)."""
+        return patch_maps(level_patches, sign_features, anchor, category_mask, self.logit_scale, self.patch_memory)
+
     # -------------------------------------------------------------------------------------------- scoring
     def select_signs(self) -> SignSelection:
         """Eq. 6 on the current sign features."""
@@ -235,7 +301,7 @@ class SDMADNetwork(nn.Module):
     def bypass_adapters(self, bypass: bool = True) -> None:
         """Adapters as identity (the network is then exactly the frozen CLIP: the zero-shot baseline), or back."""
         for module in self.modules():
-            if isinstance(module, ShiftAdapter):
+            if isinstance(module, ShiftAdapter | PatchHead):
                 module.bypassed = bypass
 
     def config_record(self) -> dict:

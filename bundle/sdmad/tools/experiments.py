@@ -15,7 +15,7 @@ from sdmad.workflows import run_workflow
 
 logger = logging.getLogger(__name__)
 
-HEADLINE_METRICS = ("mean_category_auroc", "hamming_score", "subset_accuracy", "image_auroc")
+HEADLINE_METRICS = ("mean_category_auroc", "hamming_score", "subset_accuracy", "image_auroc", "pixel_auroc")
 DECISION_METRICS = ("hamming_score", "subset_accuracy")
 VARIANT_NAMES = {
     "zero_shot": "zero-shot CLIP (adapters off), Eq. 8",
@@ -38,6 +38,7 @@ def report_variants(report_file: str | Path, name: str) -> dict[str, dict[str, f
     aurocs = {
         "mean_category_auroc": _number(protocols["category_auroc"]["mean"]),
         "image_auroc": _number(protocols["general_ad"]["image_auroc"]),
+        "pixel_auroc": _number(protocols["general_ad"]["pixel_auroc"]),
     }
     variants = {name: {**aurocs, **{m: _number(multi["rules"]["paper"][m]) for m in DECISION_METRICS}}}
     calibrated = multi["rules"]["calibrated"]
@@ -46,6 +47,7 @@ def report_variants(report_file: str | Path, name: str) -> dict[str, dict[str, f
     variants["all_absent"] = {
         "mean_category_auroc": None,
         "image_auroc": None,
+        "pixel_auroc": None,
         **{m: _number(multi[f"{m}_all_absent"]) for m in DECISION_METRICS},
     }
     return variants
@@ -85,6 +87,7 @@ def headline_metrics(report_file: str | Path) -> dict[str, float | None]:
         "hamming_score": protocols["multi_label"]["hamming_score"],
         "subset_accuracy": protocols["multi_label"]["subset_accuracy"],
         "image_auroc": protocols["general_ad"]["image_auroc"],
+        "pixel_auroc": protocols["general_ad"]["pixel_auroc"],
     }
     return {name: _number(value) for name, value in values.items()}
 
@@ -118,12 +121,14 @@ def summarise_seeds(per_seed: dict[int, dict[str, dict[str, float | None]]]) -> 
             for metric in HEADLINE_METRICS
         }
     if all({"trained", "zero_shot"} <= set(runs) for runs in per_seed.values()):
-        gains = [
-            runs["trained"]["mean_category_auroc"] - runs["zero_shot"]["mean_category_auroc"]
-            for runs in per_seed.values()
-            if None not in (runs["trained"]["mean_category_auroc"], runs["zero_shot"]["mean_category_auroc"])
-        ]
-        summary["mean_category_auroc_gain"] = {"per_seed": gains, "min": min(gains) if gains else None}
+        for metric in ("mean_category_auroc", "pixel_auroc"):
+            gains = [
+                runs["trained"][metric] - runs["zero_shot"][metric]
+                for runs in per_seed.values()
+                if None not in (runs["trained"][metric], runs["zero_shot"][metric])
+            ]
+            if gains:
+                summary[f"{metric}_gain"] = {"per_seed": gains, "min": min(gains)}
     return summary
 
 
@@ -140,12 +145,12 @@ def summary_markdown(summary: dict[str, Any], command: str) -> str:
             return "—"
         return f"{entry['mean']:.3f} ± {entry['std']:.3f}" if entry["std"] is not None else f"{entry['mean']:.3f}"
 
-    header = "| model | mean category AUROC | Hamming score | subset accuracy | image AUROC |"
+    header = "| model | mean category AUROC | Hamming score | subset accuracy | image AUROC | pixel AUROC |"
     lines = [
         f"Seeds {summary['seeds']}; mean ± sample std (ddof 1) over seeds. Command: `{command}`",
         "",
         header,
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for variant, metrics in summary["mean_std"].items():
         lines.append(
@@ -157,8 +162,8 @@ def summary_markdown(summary: dict[str, Any], command: str) -> str:
         "",
         "Per seed:",
         "",
-        "| seed | model | mean category AUROC | Hamming score | subset accuracy | image AUROC |",
-        "|---|---|---|---|---|---|",
+        "| seed | model | mean category AUROC | Hamming score | subset accuracy | image AUROC | pixel AUROC |",
+        "|---|---|---|---|---|---|---|",
     ]
     for seed, runs in summary["per_seed"].items():
         for variant in summary["mean_std"]:
@@ -168,9 +173,10 @@ def summary_markdown(summary: dict[str, Any], command: str) -> str:
                     + " | ".join(_cell(runs[variant][m]) for m in HEADLINE_METRICS)
                     + " |"
                 )
-    if "mean_category_auroc_gain" in summary:
-        gains = ", ".join(f"{g:+.3f}" for g in summary["mean_category_auroc_gain"]["per_seed"])
-        lines += ["", f"Gain in mean category AUROC, trained minus zero-shot, per seed: {gains}"]
+    for metric, name in (("mean_category_auroc", "mean category AUROC"), ("pixel_auroc", "pixel AUROC")):
+        if f"{metric}_gain" in summary:
+            gains = ", ".join(f"{g:+.3f}" for g in summary[f"{metric}_gain"]["per_seed"])
+            lines += ["", f"Gain in {name}, trained minus zero-shot, per seed: {gains}"]
     if summary.get("per_category_auroc"):
         lines += ["", "Per category AUROC:", "", *category_table(summary["per_category_auroc"])]
     return "\n".join(lines) + "\n"

@@ -16,6 +16,17 @@ def _state_dict_bytes(network: SDMADNetwork) -> int:
     return buffer.tell()
 
 
+def _patch_heads(network: SDMADNetwork) -> str:
+    if not network.has_patch_path:
+        return "none (method sdmad: image level only)"
+    head = next(iter(network.patch_heads.values()))
+    count = sum(p.numel() for p in network.patch_heads.parameters())
+    return (
+        f"method {network.method}: on blocks {network.image_blocks}, {head.down.in_features} -> "
+        f"{head.down.out_features} -> {head.up.out_features} over CLIP's patch projection, {count:,} parameters"
+    )
+
+
 @torch.no_grad()
 def describe_network(
     network: SDMADNetwork, image_size: int, device: torch.device | str = "cpu", batch_size: int = 2
@@ -43,6 +54,7 @@ def describe_network(
         f"image adapters     on blocks {network.image_blocks} (1-based), lambda {adapter.lam}, "
         f"bottleneck {adapter.down.out_features}, {type(adapter.act).__name__}",
         f"text adapter       {text_adapter}",
+        f"patch heads        {_patch_heads(network)}",
         f"parameters         {total:,} in all, {trainable:,} trainable ({100 * trainable / total:.2f} %), "
         f"all in {trainable_names}",
         f"checkpoint size    {_state_dict_bytes(network) / 1e6:.2f} MB (adapters only)",
