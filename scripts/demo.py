@@ -67,6 +67,7 @@ def main() -> None:
         input=str(listing),
         output_dir=str(run_dir / "inference"),
         checkpoint=str(run_dir / "training" / "model.pt"),
+        save_maps=True,
     )
 
     variants = {
@@ -74,14 +75,18 @@ def main() -> None:
         **report_variants(run_dir / "evaluating" / "report.json", "trained"),
     }
     print("\n" + "=" * 100 + "\nSD-MAD demo (phantom data, tiny CLIP, CPU); test split of seed 0\n")
-    print(f"{'':44}{'category AUROC':>15}{'Hamming':>10}{'subset acc.':>13}{'image AUROC':>13}")
+    print(f"{'':44}{'category AUROC':>15}{'Hamming':>10}{'subset acc.':>13}{'image AUROC':>13}{'pixel AUROC':>13}")
     for variant in VARIANT_NAMES:
         figures = variants[variant]
         cells = [f"{figures[m]:.3f}" if figures[m] is not None else "-" for m in HEADLINE_METRICS]
-        print(f"{VARIANT_NAMES[variant]:44}{cells[0]:>15}{cells[1]:>10}{cells[2]:>13}{cells[3]:>13}")
+        print(f"{VARIANT_NAMES[variant]:44}{cells[0]:>15}{cells[1]:>10}{cells[2]:>13}{cells[3]:>13}{cells[4]:>13}")
     print(f"\nreport:    {run_dir / 'evaluating' / 'report.md'} (plots beside it)")
     print(f"baseline:  {run_dir / 'evaluating_zero_shot' / 'report.md'}")
     print(f"inference: {run_dir / 'inference' / 'volumes.csv'} ({len(volumes)} volumes: NIfTI, DICOM, .h5)")
+    print(
+        f"maps:      {run_dir / 'inference' / 'maps'} (NIfTI, the inputs' geometry), overlays: "
+        f"{run_dir / 'inference' / 'overlays'}, montage: {run_dir / 'evaluating' / 'maps_montage.png'}"
+    )
     print(
         "timings:   "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())

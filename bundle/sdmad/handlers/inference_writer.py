@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 
 from sdmad import RESEARCH_USE_ONLY
 from sdmad.atomic import write_csv_atomic, write_json_atomic
+from sdmad.checkpoints import unwrap
+from sdmad.flags import as_flag
 from sdmad.handlers.predictions import PredictionWriter
 from sdmad.reporting import prediction_rows
 
@@ -50,25 +52,92 @@ def aggregate_volumes(rows: list[dict], categories: list[str], how: str = "max")
     return volumes
 
 
+def file_stem(source: str) -> str:
+    """A file name for a scan's outputs: its name without the scan suffix (a DICOM folder: the folder's name)."""
+    name = Path(str(source).rstrip("/")).name
+    for suffix in (".nii.gz", ".nii", ".h5", ".dcm", ".png", ".jpg", ".jpeg"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def overlay_slices(members: list[dict], limit: int) -> list[dict]:
+    """The slices to picture: those with a positive decision, highest anomaly score first, else the top-scoring
+    one; at most ``limit``."""
+    ranked = sorted(members, key=lambda r: -r["anomaly"])
+    positive = [r for r in ranked if bool(np.any(r["decisions"]))]
+    return (positive or ranked[:1])[:limit]
+
+
 class InferenceWriter(PredictionWriter):
     """`slices.csv`, `volumes.csv`, `predictions.json` and `errors.csv` (the skipped unreadable scans, with their
-    reasons; only a header when none) in ``output_dir`` after the run (rank 0), each written atomically.
+    reasons; only a header when none) in ``output_dir`` after the run (rank 0), each written atomically; with
+    ``save_maps`` (method sdmad+mvfa), per volume a NIfTI of its maps in the input's geometry
+    (`maps/<scan>_maps.nii.gz`: anomaly, then one channel per category) and overlay PNGs of its positive or
+    top-scoring slices (`overlays/<scan>_slice<k>.png`).
 
     Args:
         output_dir: where to write.
         aggregate: "max" (default) or "mean" over a volume's slices for its per-category score.
+        save_maps: write the maps and overlays (needs a network with the patch path).
+        max_overlays: overlay PNGs per volume at most.
     """
 
-    def __init__(self, output_dir: str | Path, aggregate: str = "max"):
+    def __init__(self, output_dir: str | Path, aggregate: str = "max", save_maps: bool = False, max_overlays: int = 3):
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got '{aggregate}'")
         super().__init__()
         self.output_dir, self.aggregate = Path(output_dir), aggregate
+        self.save_maps, self.max_overlays = as_flag(save_maps, "save_maps"), max_overlays
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._check_maps)
+        super().attach(engine)
+
+    def _check_maps(self, engine: Engine) -> None:
+        """Before any scan is read: maps need the patch path."""
+        if self.save_maps and not unwrap(engine.network).has_patch_path:
+            raise ValueError("save_maps needs the patch path: pass --method sdmad+mvfa (and a model trained with it)")
+
+    def _write_maps(self, volumes: list[dict], network: Any) -> None:
+        """The maps NIfTI and overlays of every volume, recorded in its ``volumes`` entry."""
+        from sdmad.maps import display_volume, native_maps, slice_positions, write_map_nifti
+        from sdmad.overlays import MappedSlice, overlay_png
+
+        categories = network.signs.category_names
+        image_size = network.config_record()["image_size"]
+        by_source: dict[str, list[dict]] = {}
+        for row in self.collector.rows:
+            by_source.setdefault(str(row["source"]), []).append(row)
+        for volume in volumes:
+            members = by_source[volume["source"]]
+            stem = file_stem(volume["source"])
+            display = display_volume(volume["source"])
+            maps = {r["slice_index"]: native_maps(r["maps"], *r["shape"], image_size) for r in members}
+            if display.ndim == 4:
+                path = self.output_dir / "maps" / f"{stem}_maps.nii.gz"
+                volume["maps"] = str(write_map_nifti(display, maps, ["anomaly", *categories], path))
+            positions = slice_positions(display) if display.ndim == 4 else {0: None}
+            volume["overlays"] = []
+            for row in overlay_slices(members, self.max_overlays):
+                index = row["slice_index"]
+                plane = display[0] if display.ndim == 3 else display[0, ..., positions[index]]
+                item = MappedSlice(
+                    image=np.asarray(plane, dtype=np.float32),
+                    maps=maps[index],
+                    scores=row["scores"],
+                    decisions=row["decisions"],
+                    title=f"{stem}, slice {index}: anomaly score {row['anomaly']:.3f}",
+                )
+                path = self.output_dir / "overlays" / f"{stem}_slice{index}.png"
+                volume["overlays"].append(str(overlay_png(item, categories, path)))
 
     def write(self, engine: Engine, network: Any) -> None:
         categories = network.signs.category_names
         text = engine.state.sdmad_text
         volumes = aggregate_volumes(self.collector.rows, categories, self.aggregate)
+        if self.save_maps:
+            self._write_maps(volumes, network)
         skipped = getattr(engine.state, "sdmad_unreadable", [])
         write_csv_atomic(prediction_rows(self.collector.rows, categories), self.output_dir / "slices.csv")
         header = ["source", "slices", "anomaly_score"] + [

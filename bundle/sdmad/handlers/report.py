@@ -10,6 +10,7 @@ from typing import Any
 from ignite.engine import Engine
 
 from sdmad.atomic import write_json_atomic
+from sdmad.handlers.montage import map_montage
 from sdmad.handlers.predictions import PredictionWriter
 from sdmad.plots import auroc_bars, roc_curves, sign_map
 from sdmad.reporting import build_report, config_hash, write_report
@@ -64,6 +65,15 @@ class EvaluationReport(PredictionWriter):
             categories,
             plots[2],
         )
+        if network.has_patch_path:
+            montage = map_montage(
+                engine,
+                network,
+                self.collector.rows,
+                self.output_dir / "maps_montage.png",
+                zero_shot=self.checkpoint is None,
+            )
+            plots += [montage] if montage is not None else []
         run = {
             "command": " ".join(sys.argv),
             "checkpoint": self.checkpoint,

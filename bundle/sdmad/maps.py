@@ -1,0 +1,75 @@
+"""Anomaly maps in the scan's own geometry: from the patch grid back to each slice's native pixels, and a volume
+of maps written as NIfTI with the input's affine (so that it overlays in any viewer).
+
+The CLIP input of a slice is its resize (longest side to ``image_size``) and symmetric padding
+(sdmad.data.CLIPInput); a map goes the other way: upsampled to the CLIP input, cropped to the slice's extent,
+resized to the slice's rows and columns.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Orientation
+from torch.nn import functional as F
+
+from sdmad.atomic import atomic_path
+from sdmad.data.loading import LoadScand
+from sdmad.data.orientation import DisplayOrientationd
+
+
+def resized_extent(rows: int, columns: int, image_size: int) -> tuple[int, int, int, int]:
+    """Where a `rows x columns` slice lies in its CLIP input: (top, left, height, width), as MONAI's
+    ``Resize(size_mode="longest")`` and ``SpatialPad(method="symmetric")`` place it."""
+    scale = image_size / max(rows, columns)
+    height, width = int(round(rows * scale)), int(round(columns * scale))
+    return (image_size - height) // 2, (image_size - width) // 2, height, width
+
+
+def native_maps(grid_maps: torch.Tensor | np.ndarray, rows: int, columns: int, image_size: int) -> np.ndarray:
+    """``[K, g, g]`` patch-grid maps of one slice -> ``[K, rows, columns]`` float32 over the slice's own pixels."""
+    maps = torch.as_tensor(np.asarray(grid_maps, dtype=np.float32))[None]
+    full = F.interpolate(maps, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    top, left, height, width = resized_extent(rows, columns, image_size)
+    crop = full[..., top : top + height, left : left + width]
+    return F.interpolate(crop, size=(rows, columns), mode="bilinear", align_corners=False)[0].numpy()
+
+
+def display_volume(source: str) -> MetaTensor:
+    """The scan as the pipeline saw it: loaded and in display orientation (channel-first, affine in the meta)."""
+    item = DisplayOrientationd(keys="image")(LoadScand(keys="image")({"image": source}))
+    return item["image"]
+
+
+def slice_positions(volume: MetaTensor) -> dict[int, int]:
+    """Source slice index -> position along the display volume's last axis."""
+    return {int(i): p for p, i in enumerate(volume.meta.get("slice_indices", range(volume.shape[-1])))}
+
+
+def write_map_nifti(
+    volume: MetaTensor, slice_maps: Mapping[int, np.ndarray], channel_names: Sequence[str], path: str | Path
+) -> Path:
+    """A 4-D NIfTI `[x, y, z, K]` of the maps of a volume's scored slices (0 on slices not scored), in the input's
+    voxel order and affine: the display-orientation maps (``volume`` from ``display_volume``) are turned back with
+    MONAI's ``Orientation`` to the axis codes of the input's own affine. The channel names go into the header's
+    description."""
+    positions = slice_positions(volume)
+    maps = np.zeros((len(channel_names), *volume.shape[1:]), dtype=np.float32)
+    for index, values in slice_maps.items():
+        maps[..., positions[int(index)]] = values
+    original = np.asarray(volume.meta.get("original_affine", volume.affine), dtype=np.float64)
+    codes = "".join(nib.aff2axcodes(original))
+    back = Orientation(axcodes=codes)(MetaTensor(torch.from_numpy(maps), affine=volume.affine.clone()))
+    image = nib.Nifti1Image(np.moveaxis(back.numpy(), 0, -1), np.asarray(back.affine, dtype=np.float64))
+    image.header["descrip"] = ("maps: " + ", ".join(channel_names))[:79].encode()
+    image.header.set_intent("vector", (), name="sdmad maps")
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        Path(temporary).write_bytes(gzip.compress(image.to_bytes(), compresslevel=6))
+    return path
