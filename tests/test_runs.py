@@ -180,3 +180,17 @@ def test_yes_no_settings_from_the_command_line():
     assert as_optional_flag("null", "quick_gelu") is None and as_optional_flag("true", "quick_gelu") is True
     with pytest.raises(ValueError, match="resume must be true or false, got 'maybe'"):
         as_flag("maybe", "resume")
+
+
+def test_a_run_recorded_before_a_setting_existed_keeps_its_value_then():
+    """Run folders made before `model.method` (and the patch-path keys, None for method sdmad) stay usable."""
+    recorded = {"model": {"lam": 0.9}, "split": {"data": {"source": "x"}}, "training": {"epochs": 2}}
+    now = {
+        "model": {"lam": 0.9, "method": "sdmad"},
+        "split": {"data": {"source": "x", "masks": None}},
+        "training": {"epochs": 2, "patch_heads": None},
+    }
+    assert differences(recorded, now) == []
+    assert differences(recorded, {**now, "model": {"lam": 0.9, "method": "sdmad+mvfa"}}) == [
+        "model.method: run 'absent', now 'sdmad+mvfa'"
+    ]

@@ -115,6 +115,7 @@ def test_kill_and_resume_ends_with_the_same_weights(phantom_dir, tmp_path):
 
 
 def test_two_process_gloo_training(phantom_dir, tmp_path):
+    """Method sdmad+mvfa: DistributedDataParallel wraps the Shift Adapters alone (the patch heads train in stage 2)."""
     launcher = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533")
     result = ok(
         bundle(
@@ -129,6 +130,7 @@ def test_two_process_gloo_training(phantom_dir, tmp_path):
             "1",
             "--backend",
             "gloo",
+            *("--method", "sdmad+mvfa", "--mask_dir", str(phantom_dir / "masks"), "--patch_head_steps", "5"),
             extra=(str(REPO_ROOT / "configs" / "multi_gpu.yaml"),),
             launcher=launcher,
         )

@@ -41,10 +41,11 @@ def native_maps(grid_maps: torch.Tensor | np.ndarray, rows: int, columns: int, i
     return F.interpolate(crop, size=(rows, columns), mode="bilinear", align_corners=False)[0].numpy()
 
 
-def display_volume(source: str) -> MetaTensor:
-    """The scan as the pipeline saw it: loaded and in display orientation (channel-first, affine in the meta)."""
-    item = DisplayOrientationd(keys="image")(LoadScand(keys="image")({"image": source}))
-    return item["image"]
+def display_volume(source: str, h5_source: str = "auto", series_uid: str | None = None) -> MetaTensor:
+    """The scan as the pipeline saw it (the same reader settings): loaded and in display orientation
+    (channel-first, affine in the meta)."""
+    item = LoadScand(keys="image", h5_source=h5_source)({"image": source, "series_uid": series_uid})
+    return DisplayOrientationd(keys="image")(item)["image"]
 
 
 def slice_positions(volume: MetaTensor) -> dict[int, int]:

@@ -63,7 +63,9 @@ def category_lines(categories: Sequence[str], scores: Sequence[float], decisions
 
 def overlay_png(item: MappedSlice, categories: Sequence[str], path: str | Path) -> Path:
     """One slice: grey, anomaly map, strongest category's map; the category table beside them."""
-    figure, axes = plt.subplots(1, 4, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]})
+    figure, axes = plt.subplots(
+        1, 4, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]}, layout="constrained"
+    )
     _panels(axes[:3], item, categories)
     axes[3].axis("off")
     axes[3].text(
@@ -89,7 +91,9 @@ class MontageRow:
 def montage_png(rows: Sequence[MontageRow], path: str | Path, title: str) -> Path:
     """Several slices, one row each: the slice, then each of its heat maps (the ground truth outlined in white)."""
     columns = 1 + max(len(row.panels) for row in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 2.7 * len(rows)), squeeze=False)
+    figure, axes = plt.subplots(
+        len(rows), columns, figsize=(2.6 * columns, 2.8 * len(rows)), squeeze=False, layout="constrained"
+    )
     for ax_row, row in zip(axes, rows, strict=True):
         grey = display_window(np.asarray(row.image, dtype=np.float32))
         for ax, (name, heat) in zip(ax_row, [(row.title, None), *row.panels], strict=False):

@@ -29,7 +29,7 @@ def cached_tokens(
     network: Any, loader: Any, prepare_batch: PrepareSlices, device: torch.device | str, loss: PatchLoss
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The patch tokens of every item of ``loader`` (per block ``[M, N, W]``), their labels, pixel-loss targets
-    (None when no item has pixel labels) and which items have them."""
+    (None when no item has pixel labels) and which items have them; kept on the CPU (each step moves its batch)."""
     network.eval()
     tokens: dict[str, list[torch.Tensor]] = {}
     labels, targets, has_mask = [], [], []
@@ -37,14 +37,14 @@ def cached_tokens(
         images, batch_labels = prepare_batch(batch, device)
         _, batch_tokens = network.encode_images_and_tokens(images)
         for block, value in batch_tokens.items():
-            tokens.setdefault(block, []).append(value)
-        labels.append(batch_labels)
+            tokens.setdefault(block, []).append(value.cpu())
+        labels.append(batch_labels.cpu())
         masks = prepare_batch.masks(batch, device)
         if masks is None:  # no pixel labels in this batch: empty targets, never used
-            masks = (images.new_zeros(len(images), batch_labels.shape[1], *images.shape[-2:]), None, None)
-            masks = (masks[0], None, torch.zeros(len(images), dtype=torch.bool, device=images.device))
-        targets.append(loss.targets(masks[0]))
-        has_mask.append(masks[2])
+            empty = images.new_zeros(len(images), batch_labels.shape[1], *images.shape[-2:])
+            masks = (empty, None, torch.zeros(len(images), dtype=torch.bool))
+        targets.append(loss.targets(masks[0]).cpu())
+        has_mask.append(masks[2].cpu())
     has_mask = torch.cat(has_mask)
     stacked = {block: torch.cat(values) for block, values in tokens.items()}
     return stacked, torch.cat(labels), torch.cat(targets) if bool(has_mask.any()) else None, has_mask
@@ -66,22 +66,23 @@ def train_patch_heads(
     network = unwrap(network)
     tokens, labels, targets, has_mask = cached_tokens(network, loader, prepare_batch, device, loss)
     sign_features, anchor = network.sign_features().detach(), network.anchor_feature().detach()
-    every_sign = network.sign_category[None, :] == torch.arange(labels.shape[1], device=labels.device)[:, None]
-    parameters = [p for p in network.patch_heads.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=learning_rate)
+    categories = torch.arange(labels.shape[1], device=network.sign_category.device)
+    every_sign = network.sign_category[None, :] == categories[:, None]  # every sign (Eq. 6 selects at evaluation)
+    network.patch_heads.requires_grad_(True)  # off during stage 1 (sdmad.networks.SDMADNetwork)
+    optimizer = torch.optim.Adam(network.patch_heads.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     count = len(labels)
     network.patch_heads.train()
     parts: dict[str, torch.Tensor] = {}
     for step in range(steps):
-        chosen = torch.randperm(count, generator=generator)[:batch_size].to(labels.device)
-        level_patches = network.patch_features({block: value[chosen] for block, value in tokens.items()})
+        chosen = torch.randperm(count, generator=generator)[:batch_size]
+        level_patches = network.patch_features({block: value[chosen].to(device) for block, value in tokens.items()})
         maps = patch_maps(level_patches, sign_features, anchor, every_sign, network.logit_scale)
         parts = loss(
             maps.level_logits,
-            labels[chosen],
-            None if targets is None else targets[chosen],
-            has_mask[chosen],
+            labels[chosen].to(device),
+            None if targets is None else targets[chosen].to(device),
+            has_mask[chosen].to(device),
         )
         total = sum(parts.values())
         optimizer.zero_grad(set_to_none=True)
@@ -89,7 +90,7 @@ def train_patch_heads(
         optimizer.step()
         if (step + 1) % max(1, steps // 4) == 0:
             logger.info("patch heads: step %d/%d, %s", step + 1, steps, _rounded(parts))
-    network.patch_heads.eval()
+    network.patch_heads.eval().requires_grad_(False)
     return {name: float(value.detach()) for name, value in parts.items()}
 
 

@@ -92,12 +92,20 @@ def differences(
     keys = sorted(set(old) | set(new))
     if sections is not None:
         keys = [key for key in keys if key.split(".")[0] in sections]
-    missing = object()
     return [
         f"{key}: {names[0]} {old.get(key, 'absent')!r}, {names[1]} {new.get(key, 'absent')!r}"
         for key in keys
-        if key not in ignore and old.get(key, missing) != new.get(key, missing)
+        if key not in ignore and _value(old, key) != _value(new, key)
     ]
+
+
+# Settings recorded since a version: a run recorded before lacks them, and had their value here (None otherwise)
+ADDED_SETTINGS = {"model.method": "sdmad"}
+
+
+def _value(settings: Mapping[str, Any], key: str) -> Any:
+    """A flattened setting; one the run predates counts as the value it had then."""
+    return settings[key] if key in settings else ADDED_SETTINGS.get(key)
 
 
 def file_digests(paths: Sequence[str | Path]) -> dict[str, str]:

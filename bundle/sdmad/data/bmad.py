@@ -1,8 +1,8 @@
 """BMAD data sets in the MVFA folder layout (protocol 1: normal vs abnormal, pixel masks where they exist).
 
-    <root>/<Name>_AD/{valid,test}/good/img/*.png
-    <root>/<Name>_AD/{valid,test}/Ungood/img/*.png
-    <root>/<Name>_AD/{valid,test}/Ungood/anomaly_mask/*.png     (BrainMRI, LiverCT, RESC only)
+    <root>/<Folder>_AD/{valid,test}/good/img/*.png                 (Folder: Brain, Liver, Retina_RESC, ...)
+    <root>/<Folder>_AD/{valid,test}/Ungood/img/*.png
+    <root>/<Folder>_AD/{valid,test}/Ungood/anomaly_mask/*.png     (BrainMRI, LiverCT, RESC only)
 
 Items of a data set with masks carry `mask_labels` and, for an abnormal image, `mask` (its mask file; a normal
 image's mask is empty); see sdmad.data.CategoryMaskd.
@@ -18,8 +18,31 @@ import numpy as np
 from sdmad.data.errors import DataError
 from sdmad.data.loading import IMAGE_SUFFIXES
 
-BMAD_NAMES = ("BrainMRI", "LiverCT", "RESC", "OCT17", "ChestXray", "HIS")
+# BMAD's six data sets: the folder of MVFA's release (`<folder>_AD`) and the sign file of each
+BMAD_DATA_SETS = {
+    "BrainMRI": ("Brain", "bmad_brainmri.yaml"),
+    "LiverCT": ("Liver", "bmad_liverct.yaml"),
+    "RESC": ("Retina_RESC", "bmad_resc.yaml"),
+    "OCT17": ("Retina_OCT2017", "bmad_oct2017.yaml"),
+    "ChestXray": ("Chest", "bmad_chestxray.yaml"),
+    "HIS": ("Histopathology", "bmad_his.yaml"),
+}
+BMAD_NAMES = tuple(BMAD_DATA_SETS)
 SPLITS = ("valid", "test")
+
+
+def bmad_folder(root: str | Path, name: str) -> Path:
+    """`<root>/<folder>_AD` of a BMAD name (MVFA's folder, e.g. BrainMRI -> Brain_AD) or of any other folder name
+    (`<root>/<name>_AD`, e.g. the phantom's PhantomBrain_AD)."""
+    folder = BMAD_DATA_SETS.get(name, (name,))[0]
+    return Path(root) / f"{folder}_AD"
+
+
+def bmad_sign_file(name: str) -> str:
+    """The sign file of a BMAD data set (`configs/signs/<file>`); another name: `bmad_<name lower case>.yaml`."""
+    return BMAD_DATA_SETS.get(name, (None, f"bmad_{name.lower()}.yaml"))[1]
+
+
 _PATIENT_SLICE = re.compile(r"^(\d+)_\d+$")  # BraTS-derived BrainMRI names: <patient>_<slice>.png
 
 
@@ -34,14 +57,14 @@ def bmad_items(root: str | Path, name: str, split: str) -> list[dict]:
 
     Args:
         root: the folder holding `<name>_AD`.
-        name: e.g. "BrainMRI" (any name works, the folder must be `<name>_AD`).
+        name: a BMAD name, e.g. "BrainMRI" (MVFA's folder `Brain_AD`), or any folder name `<name>_AD`.
         split: "valid" (the few-shot pool, as in MVFA) or "test".
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
-    base = Path(root) / f"{name}_AD" / split
+    base = bmad_folder(root, name) / split
     if not base.is_dir():
-        raise DataError(f"{base}: BMAD folder not found (expected <root>/{name}_AD/{split}/{{good,Ungood}}/img)")
+        raise DataError(f"{base}: BMAD folder not found (MVFA's layout: {base}/{{good,Ungood}}/img; docs/data.md)")
     items = []
     has_masks = (base / "Ungood" / "anomaly_mask").is_dir()
     for kind, abnormal in (("good", False), ("Ungood", True)):

@@ -159,8 +159,8 @@ class CategoryMaskd(MapTransform):
                 values = torch.as_tensor(values)[0]
                 if tuple(values.shape) != (rows, columns):
                     raise DataError(
-                        f"{item.get('source', '')}: its mask slice is {tuple(values.shape)}, the image "
-                        f"{(rows, columns)}: a mask must have the image's geometry"
+                        f"{item.get('source', '')}: its label image's slice is {tuple(values.shape)}, the scan's "
+                        f"{(rows, columns)}: give a label volume with the scan's voxel grid and affine (docs/data.md)"
                     )
                 for value, category in labels.items():
                     hit = values != 0 if value == "*" else values == float(value)

@@ -14,12 +14,17 @@ from ignite.engine import Engine, Events
 from sdmad import RESEARCH_USE_ONLY
 from sdmad.atomic import write_csv_atomic, write_json_atomic
 from sdmad.checkpoints import unwrap
+from sdmad.errors import SDMADError
 from sdmad.flags import as_flag
 from sdmad.handlers.predictions import PredictionWriter
 from sdmad.reporting import prediction_rows
 
 logger = logging.getLogger(__name__)
 AGGREGATES = ("max", "mean")
+
+
+class MapsError(SDMADError, ValueError):
+    """Maps asked of a model that makes none."""
 
 
 def aggregate_volumes(rows: list[dict], categories: list[str], how: str = "max") -> list[dict]:
@@ -81,14 +86,24 @@ class InferenceWriter(PredictionWriter):
         aggregate: "max" (default) or "mean" over a volume's slices for its per-category score.
         save_maps: write the maps and overlays (needs a network with the patch path).
         max_overlays: overlay PNGs per volume at most.
+        h5_source, series_uid: the run's reader settings (the maps' volume is read again with them).
     """
 
-    def __init__(self, output_dir: str | Path, aggregate: str = "max", save_maps: bool = False, max_overlays: int = 3):
+    def __init__(
+        self,
+        output_dir: str | Path,
+        aggregate: str = "max",
+        save_maps: bool = False,
+        max_overlays: int = 3,
+        h5_source: str = "auto",
+        series_uid: str | None = None,
+    ):
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got '{aggregate}'")
         super().__init__()
         self.output_dir, self.aggregate = Path(output_dir), aggregate
         self.save_maps, self.max_overlays = as_flag(save_maps, "save_maps"), max_overlays
+        self.h5_source, self.series_uid = h5_source, series_uid
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._check_maps)
@@ -97,7 +112,7 @@ class InferenceWriter(PredictionWriter):
     def _check_maps(self, engine: Engine) -> None:
         """Before any scan is read: maps need the patch path."""
         if self.save_maps and not unwrap(engine.network).has_patch_path:
-            raise ValueError("save_maps needs the patch path: pass --method sdmad+mvfa (and a model trained with it)")
+            raise MapsError("save_maps needs the patch path: pass --method sdmad+mvfa and a model trained with it")
 
     def _write_maps(self, volumes: list[dict], network: Any) -> None:
         """The maps NIfTI and overlays of every volume, recorded in its ``volumes`` entry."""
@@ -112,7 +127,7 @@ class InferenceWriter(PredictionWriter):
         for volume in volumes:
             members = by_source[volume["source"]]
             stem = file_stem(volume["source"])
-            display = display_volume(volume["source"])
+            display = display_volume(volume["source"], self.h5_source, self.series_uid)
             maps = {r["slice_index"]: native_maps(r["maps"], *r["shape"], image_size) for r in members}
             if display.ndim == 4:
                 path = self.output_dir / "maps" / f"{stem}_maps.nii.gz"
@@ -136,8 +151,6 @@ class InferenceWriter(PredictionWriter):
         categories = network.signs.category_names
         text = engine.state.sdmad_text
         volumes = aggregate_volumes(self.collector.rows, categories, self.aggregate)
-        if self.save_maps:
-            self._write_maps(volumes, network)
         skipped = getattr(engine.state, "sdmad_unreadable", [])
         write_csv_atomic(prediction_rows(self.collector.rows, categories), self.output_dir / "slices.csv")
         header = ["source", "slices", "anomaly_score"] + [
@@ -151,6 +164,8 @@ class InferenceWriter(PredictionWriter):
         write_csv_atomic([header, *volume_rows], self.output_dir / "volumes.csv")
         reasons = [[r["source"], r["id"], r["reason"]] for r in skipped]
         write_csv_atomic([["source", "id", "reason"], *reasons], self.output_dir / "errors.csv")
+        if self.save_maps:  # after the tables: a failure here loses none of them
+            self._write_maps(volumes, network)
         selection = text.selection.to_dict(network.signs.sign_prompts)
         slices = [
             {

@@ -1,6 +1,6 @@
-"""The evaluation report's montage of maps: the top-scoring test slices with zero-shot CLIP's anomaly map (adapters
-off, text only: the paper's Fig. 4a), the evaluated model's anomaly map and its strongest category's map, each
-with the ground truth outlined."""
+"""The evaluation report's montage of maps: for each category, the test slice it scores highest, with zero-shot
+CLIP's anomaly map (adapters off, text only: the paper's Fig. 4a), the evaluated model's anomaly map and that
+category's map, each with the ground truth outlined."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from ignite.engine import Engine
 
 from sdmad.data.unreadable import collate_slices
 from sdmad.engines import prepare_text
+from sdmad.handlers.inference_writer import file_stem
 from sdmad.maps import native_maps
 from sdmad.networks.patch_path import patch_maps
 from sdmad.overlays import MontageRow, montage_png
 from sdmad.plots import _short
-
-MONTAGE_SLICES = 6
 
 
 def _test_slices(engine: Engine, rows: list[dict]) -> list[dict]:
@@ -48,36 +47,35 @@ def zero_shot_maps(network: Any, engine: Engine, slices: list[dict]) -> np.ndarr
 
 
 def map_montage(engine: Engine, network: Any, rows: list[dict], path: Path, zero_shot: bool) -> Path | None:
-    """The montage of the ``MONTAGE_SLICES`` test slices of highest anomaly score (None without maps)."""
+    """The montage (None without maps): one row per category, its highest-scoring test slice."""
     rows = [row for row in rows if "maps" in row]
     if not rows:
         return None
     categories = network.signs.category_names
-    chosen = sorted(rows, key=lambda r: -r["anomaly"])[:MONTAGE_SLICES]
+    chosen = [max(rows, key=lambda r, c=c: r["scores"][c]) for c in range(len(categories))]
     slices = _test_slices(engine, chosen)
     baseline = None if zero_shot else zero_shot_maps(network, engine, slices)
     image_size = network.config_record()["image_size"]
     montage = []
-    for i, (row, item) in enumerate(zip(chosen, slices, strict=True)):
+    for c, (row, item) in enumerate(zip(chosen, slices, strict=True)):
         maps = native_maps(row["maps"], *row["shape"], image_size)
-        strongest = int(np.argmax(row["scores"]))
-        labels = [categories[c] for c in np.flatnonzero(row.get("label", np.zeros(len(categories))))]
-        panels = (
-            [] if baseline is None else [("zero-shot CLIP", native_maps(baseline[i][:1], *row["shape"], image_size)[0])]
-        )
+        labels = [categories[k] for k in np.flatnonzero(row.get("label", np.zeros(len(categories))))]
+        panels = []
+        if baseline is not None:
+            panels.append(("zero-shot CLIP", native_maps(baseline[c][:1], *row["shape"], image_size)[0]))
         panels += [
             ("anomaly map" + (" (zero-shot)" if zero_shot else ""), maps[0]),
-            (f"map: {_short(categories[strongest], 22)}", maps[1 + strongest]),
+            (f"map: {_short(categories[c], 22)} (s_c {row['scores'][c]:.3f})", maps[1 + c]),
         ]
         mask = item.get("mask")
         montage.append(
             MontageRow(
                 image=np.asarray(item["image"][0]),
-                title=f"{Path(str(row['source'])).name[:24]} #{row['slice_index']}\n"
+                title=f"top {_short(categories[c], 20)}: {file_stem(str(row['source']))} #{row['slice_index']}"
+                + "\nlabels: "
                 + (", ".join(_short(n, 18) for n in labels) or "normal"),
                 panels=panels,
                 mask=None if mask is None else np.asarray(mask).max(axis=0) > 0.5,
             )
         )
-    title = f"top {len(montage)} test slices by anomaly score (white: ground truth)"
-    return montage_png(montage, path, title)
+    return montage_png(montage, path, "each category's highest-scoring test slice (white: ground truth, all findings)")

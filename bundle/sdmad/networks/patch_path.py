@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 METHODS = ("sdmad", "sdmad+mvfa")
@@ -127,8 +126,3 @@ def patch_maps(
         anomaly = (1 - MEMORY_WEIGHT) * maps[:, :1] + MEMORY_WEIGHT * torch.stack(memory_maps).mean(dim=0)
         maps = torch.cat([anomaly, maps[:, 1:]], dim=1)
     return PatchMaps(maps=maps, level_logits=logits)
-
-
-def upsample(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Grid maps ``[B, K, g, g]`` -> ``[B, K, *size]`` (bilinear, as MVFA)."""
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)

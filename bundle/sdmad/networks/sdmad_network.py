@@ -154,6 +154,7 @@ class SDMADNetwork(nn.Module):
         # (sdmad.patch_training), so the image path is exactly that of method sdmad with the same seed
         self.patch_heads: nn.ModuleDict | None = None
         self._captured: dict[str, torch.Tensor] = {}
+        self._capturing = False  # the hooks keep block outputs only inside encode_images_and_tokens
         if method == "sdmad+mvfa":
             projection = CLIPPatchProjection(self.clip.visual)
             self.patch_heads = nn.ModuleDict(
@@ -162,6 +163,9 @@ class SDMADNetwork(nn.Module):
                     for b in self.image_blocks
                 }
             )
+            # trained in stage 2 only (sdmad.patch_training switches them on): stage 1's optimiser and a
+            # DistributedDataParallel wrapper see the Shift Adapters alone
+            self.patch_heads.requires_grad_(False)
             for b in self.patch_heads:  # registered after the adapters' hooks: they see the adapted tokens
                 visual_blocks[int(b) - 1].register_forward_hook(self._capture_hook(b))
         logger.info(
@@ -235,7 +239,8 @@ class SDMADNetwork(nn.Module):
 
     def _capture_hook(self, block: str):
         def capture(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            self._captured[block] = output
+            if self._capturing:
+                self._captured[block] = output
 
         return capture
 
@@ -248,7 +253,11 @@ class SDMADNetwork(nn.Module):
         if not self.has_patch_path:
             raise ValueError("this network has no patch path: build it with method 'sdmad+mvfa'")
         self._captured.clear()
-        features = self.encode_images(images)
+        self._capturing = True
+        try:
+            features = self.encode_images(images)
+        finally:
+            self._capturing = False
         grid = self.clip.visual.grid_size
         num_patches = grid[0] * grid[1]
         tokens = {block: self._captured.pop(block) for block in self.patch_heads}

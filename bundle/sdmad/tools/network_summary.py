@@ -23,7 +23,8 @@ def _patch_heads(network: SDMADNetwork) -> str:
     count = sum(p.numel() for p in network.patch_heads.parameters())
     return (
         f"method {network.method}: on blocks {network.image_blocks}, {head.down.in_features} -> "
-        f"{head.down.out_features} -> {head.up.out_features} over CLIP's patch projection, {count:,} parameters"
+        f"{head.down.out_features} -> {head.up.out_features} over CLIP's patch projection, {count:,} parameters "
+        "(stage 2)"
     )
 
 
