@@ -66,7 +66,7 @@ def write_map_nifti(
         maps[..., positions[int(index)]] = values
     original = np.asarray(volume.meta.get("original_affine", volume.affine), dtype=np.float64)
     codes = "".join(nib.aff2axcodes(original))
-    back = Orientation(axcodes=codes)(MetaTensor(torch.from_numpy(maps), affine=volume.affine.clone()))
+    back = Orientation(axcodes=codes, labels=None)(MetaTensor(torch.from_numpy(maps), affine=volume.affine.clone()))
     image = nib.Nifti1Image(np.moveaxis(back.numpy(), 0, -1), np.asarray(back.affine, dtype=np.float64))
     image.header["descrip"] = ("maps: " + ", ".join(channel_names))[:79].encode()
     image.header.set_intent("vector", (), name="sdmad maps")

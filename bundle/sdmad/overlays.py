@@ -63,9 +63,7 @@ def category_lines(categories: Sequence[str], scores: Sequence[float], decisions
 
 def overlay_png(item: MappedSlice, categories: Sequence[str], path: str | Path) -> Path:
     """One slice: grey, anomaly map, strongest category's map; the category table beside them."""
-    figure, axes = plt.subplots(
-        1, 4, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]}, layout="constrained"
-    )
+    figure, axes = plt.subplots(1, 4, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.1]})
     _panels(axes[:3], item, categories)
     axes[3].axis("off")
     axes[3].text(
