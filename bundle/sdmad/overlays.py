@@ -37,6 +37,19 @@ def display_window(image: np.ndarray, lower: float = 0.5, upper: float = 99.5) -
     return np.clip((image - low) / (high - low if high > low else 1.0), 0, 1)
 
 
+def _heat_panel(
+    ax: plt.Axes, grey: np.ndarray, heat: np.ndarray | None, mask: np.ndarray | None, title: str, size: int
+) -> None:
+    """The slice in grey, a heat map over it (absolute scale 0..1), the ground truth outlined in white."""
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    if heat is not None:
+        ax.imshow(heat, cmap="jet", vmin=0, vmax=1, alpha=HEAT_ALPHA, interpolation="bilinear")
+    if mask is not None and mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.8)
+    ax.set_title(title, fontsize=size)
+    ax.axis("off")
+
+
 def _panels(axes: Sequence[plt.Axes], item: MappedSlice, categories: Sequence[str]) -> None:
     grey = display_window(np.asarray(item.image, dtype=np.float32))
     strongest = int(np.argmax(item.scores))
@@ -46,13 +59,7 @@ def _panels(axes: Sequence[plt.Axes], item: MappedSlice, categories: Sequence[st
         (f"map: {_short(categories[strongest], 24)}", item.maps[1 + strongest]),
     ]
     for ax, (name, heat) in zip(axes, panels, strict=True):
-        ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        if heat is not None:
-            ax.imshow(heat, cmap="jet", vmin=0, vmax=1, alpha=HEAT_ALPHA, interpolation="bilinear")
-        if item.mask is not None and item.mask.any():
-            ax.contour(item.mask.astype(float), levels=[0.5], colors="white", linewidths=0.8)
-        ax.set_title(name, fontsize=8)
-        ax.axis("off")
+        _heat_panel(ax, grey, heat, item.mask, name, 8)
 
 
 def category_lines(categories: Sequence[str], scores: Sequence[float], decisions: Sequence[bool]) -> str:
@@ -94,15 +101,10 @@ def montage_png(rows: Sequence[MontageRow], path: str | Path, title: str) -> Pat
     )
     for ax_row, row in zip(axes, rows, strict=True):
         grey = display_window(np.asarray(row.image, dtype=np.float32))
-        for ax, (name, heat) in zip(ax_row, [(row.title, None), *row.panels], strict=False):
-            ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            if heat is not None:
-                ax.imshow(heat, cmap="jet", vmin=0, vmax=1, alpha=HEAT_ALPHA, interpolation="bilinear")
-            if row.mask is not None and row.mask.any():
-                ax.contour(row.mask.astype(float), levels=[0.5], colors="white", linewidths=0.8)
-            ax.set_title(name, fontsize=7)
         for ax in ax_row:
-            ax.axis("off")
+            ax.axis("off")  # rows with fewer panels leave theirs empty
+        for ax, (name, heat) in zip(ax_row, [(row.title, None), *row.panels], strict=False):
+            _heat_panel(ax, grey, heat, row.mask, name, 7)
     figure.suptitle(title, fontsize=10)
     path = Path(path)
     _save(figure, path)
