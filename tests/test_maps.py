@@ -53,6 +53,19 @@ def test_evaluation_reports_pixel_auroc_per_category_and_a_montage(mapped_run, p
     assert isinstance(zero_shot["protocols"]["general_ad"]["pixel_auroc"], float)
 
 
+def test_a_finished_run_started_again_reuses_its_patch_heads(mapped_run, phantom_dir):
+    """The same training command on a finished run does no step and keeps the heads stage 2 made."""
+    model = mapped_run / "maps" / "training" / "model.pt"
+    before = torch.load(model, weights_only=True)["network"]
+    masks = ("--mask_dir", str(phantom_dir / "masks"))
+    args = ("--run_name", "maps", "--epochs", "2", "--val_interval", "2", *MAPS, *masks)
+    result = ok(bundle("training", phantom_dir, mapped_run, *args))
+    assert "the run was finished (no training step in this run)" in result.stdout + result.stderr
+    after = torch.load(model, weights_only=True)["network"]
+    assert any(key.startswith("patch_heads.") for key in after)
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
 def test_image_level_runs_say_why_there_is_no_pixel_auroc(phantom_dir, tmp_path):
     ok(bundle("training", phantom_dir, tmp_path, "--run_name", "image", "--epochs", "1"))
     ok(bundle("evaluating", phantom_dir, tmp_path, "--run_name", "image"))

@@ -11,12 +11,13 @@ never move it) and lets the heads learn on the stream they will see (measured on
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 
-from sdmad.checkpoints import unwrap
+from sdmad.checkpoints import read_checkpoint, unwrap
 from sdmad.data.clip_input import PrepareSlices
 from sdmad.losses import PatchLoss
 from sdmad.networks.patch_path import patch_maps
@@ -100,13 +101,17 @@ def _rounded(parts: dict[str, torch.Tensor]) -> str:
 
 class PatchHeadTraining:
     """On the trainer, when its epochs are done (before the final model is written): ``train_patch_heads`` on the
-    training loader's items, for networks with the patch path; nothing for method sdmad.
+    few-shot items, for networks with the patch path; nothing for method sdmad.
+
+    A finished run started again (it resumes with no step left to do) reuses the heads of its ``model_file``: they
+    were trained on the same adapters.
 
     Args:
         loss: the patch losses and their weights.
-        loader: the few-shot items (the trainer's loader).
+        loader: the few-shot items (the whole training split, on every process).
         prepare_batch: the engines' ``prepare_batch`` (CLIP inputs and masks on the device).
         steps, learning_rate, batch_size, seed: see ``train_patch_heads``.
+        model_file: the run's `model.pt`.
     """
 
     def __init__(
@@ -118,15 +123,37 @@ class PatchHeadTraining:
         learning_rate: float = 0.003,
         batch_size: int = 32,
         seed: int = 0,
+        model_file: str | Path | None = None,
     ):
         self.loss, self.loader, self.prepare_batch = loss, loader, prepare_batch
         self.steps, self.learning_rate, self.batch_size, self.seed = steps, learning_rate, batch_size, seed
+        self.model_file = None if model_file is None else Path(model_file)
+        self._first_iteration = 0
 
     def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._note_start)  # after ResumeFromCheckpoint has loaded
         engine.add_event_handler(Events.COMPLETED, self)
 
+    def _note_start(self, engine: Engine) -> None:
+        self._first_iteration = engine.state.iteration
+
+    def _reuse_finished(self, network: Any) -> bool:
+        """The heads of the run's model file, when it has them; True if loaded."""
+        if self.model_file is None or not self.model_file.is_file():
+            return False
+        weights = read_checkpoint(self.model_file)["network"]
+        heads = {key.removeprefix("patch_heads."): value for key, value in weights.items() if "patch_heads." in key}
+        if not heads:
+            return False
+        network.patch_heads.load_state_dict(heads)
+        logger.info("patch heads of %s reused: the run was finished (no training step in this run)", self.model_file)
+        return True
+
     def __call__(self, engine: Engine) -> None:
-        if not unwrap(engine.network).has_patch_path:
+        network = unwrap(engine.network)
+        if not network.has_patch_path:
+            return
+        if engine.state.iteration == self._first_iteration and self._reuse_finished(network):
             return
         parts = train_patch_heads(
             engine.network,
