@@ -91,7 +91,9 @@ def test_inference_writes_maps_in_the_inputs_geometry_and_overlays(mapped_run, p
     volumes = json.loads((out / "predictions.json").read_text())["volumes"]
     assert len(volumes) == 2
     source = nib.load(phantom_dir / "nifti" / f"{name}.nii.gz")
-    from_nifti, from_dicom = (nib.load(volume["maps"]) for volume in volumes)
+    by_format = {("nifti" if volume["source"].endswith(".nii.gz") else "dicom"): volume for volume in volumes}
+    from_nifti, from_dicom = (nib.load(by_format[kind]["maps"]) for kind in ("nifti", "dicom"))
+    assert by_format["nifti"]["maps"] != by_format["dicom"]["maps"]  # one name, two formats: two files
     assert from_nifti.shape == (*source.shape, 7)  # anomaly + six categories, the input's voxel grid
     np.testing.assert_allclose(from_nifti.affine, source.affine, atol=1e-4)  # the input's affine
     # the DICOM copy of the same volume (stored in display orientation): the same maps in world space
@@ -225,6 +227,17 @@ def test_image_only_checkpoints_keep_loading(small_signs, tmp_path):
     load_model(build_tiny(small_signs), tmp_path / "model.pt")
     with pytest.raises(Exception, match="method"):
         load_model(build_tiny(small_signs, method="sdmad+mvfa"), tmp_path / "model.pt")
+
+
+def test_every_scan_gets_its_own_map_files(phantom_dir):
+    from sdmad.handlers.inference_writer import output_names
+
+    name = json.loads((phantom_dir / "manifest.json").read_text())["volumes"][0]["name"]
+    sources = [f"{phantom_dir}/nifti/{name}.nii.gz", f"{phantom_dir}/dicom/{name}", f"{phantom_dir}/h5/{name}.h5"]
+    other = f"{phantom_dir}/h5/{json.loads((phantom_dir / 'manifest.json').read_text())['volumes'][1]['name']}.h5"
+    names = output_names([*sources, other])
+    assert [names[s] for s in sources] == [f"{name}_nifti", f"{name}_dicom", f"{name}_h5"]
+    assert names[other] == Path(other).stem
 
 
 def test_maps_come_back_to_each_slices_own_pixels():

@@ -66,6 +66,22 @@ def file_stem(source: str) -> str:
     return name
 
 
+def output_names(sources: list[str]) -> dict[str, str]:
+    """A distinct file-name stem per scan: its name without suffix; scans of one name in several formats (the same
+    study as NIfTI, DICOM and .h5) get the format added, then a number if still alike."""
+    from sdmad.data.loading import scan_format
+
+    stems = [file_stem(source) for source in sources]
+    names: dict[str, str] = {}
+    for source, stem in zip(sources, stems, strict=True):
+        name = stem if stems.count(stem) == 1 else f"{stem}_{scan_format(source)}"
+        candidate, number = name, 2
+        while candidate in names.values():
+            candidate, number = f"{name}_{number}", number + 1
+        names[source] = candidate
+    return names
+
+
 def overlay_slices(members: list[dict], limit: int) -> list[dict]:
     """The slices to picture: those with a positive decision, highest anomaly score first, else the top-scoring
     one; at most ``limit``."""
@@ -124,9 +140,10 @@ class InferenceWriter(PredictionWriter):
         by_source: dict[str, list[dict]] = {}
         for row in self.collector.rows:
             by_source.setdefault(str(row["source"]), []).append(row)
+        names = output_names([volume["source"] for volume in volumes])
         for volume in volumes:
             members = by_source[volume["source"]]
-            stem = file_stem(volume["source"])
+            stem = names[volume["source"]]
             display = display_volume(volume["source"], self.h5_source, self.series_uid)
             maps = {r["slice_index"]: native_maps(r["maps"], *r["shape"], image_size) for r in members}
             if display.ndim == 4:
