@@ -285,3 +285,17 @@ def test_mvfa_few_shot_lists_choose_the_training_images(phantom_dir, tmp_path):
         bmad_protocol_split(phantom_dir / "bmad", "PhantomBrain", 2, seed=1, fewshot_list=listing)
     with pytest.raises(DataError, match="no lines 'a-5:'"):
         bmad_protocol_split(phantom_dir / "bmad", "PhantomBrain", 2, seed=5, fewshot_list=listing)
+    with pytest.raises(DataError, match="not --shots 4 of each"):
+        bmad_protocol_split(phantom_dir / "bmad", "PhantomBrain", 4, seed=0, fewshot_list=listing)
+
+
+def test_label_names_must_give_each_category_its_own_value(tmp_path):
+    from sdmad.data.errors import DataError
+    from sdmad.data.fastmri_plus import read_mask_labels
+
+    (tmp_path / "label_names.json").write_text(json.dumps({"A": 1, "B": 2, "C": 2}))
+    assert read_mask_labels(tmp_path, ["B", "A"]) == {"2": 0, "1": 1}
+    with pytest.raises(DataError, match=r"label values \[2\] are 0 or given to two categories"):
+        read_mask_labels(tmp_path, ["A", "B", "C"])
+    with pytest.raises(DataError, match="no label value for the categories"):
+        read_mask_labels(tmp_path, ["A", "D"])

@@ -123,6 +123,11 @@ def bmad_protocol_split(
     pool, test = bmad_items(root, name, "valid"), bmad_items(root, name, "test")
     if fewshot_list is not None:
         names = read_fewshot_list(fewshot_list, seed)
+        if {len(names["abnormal"]), len(names["normal"])} != {shots}:
+            raise DataError(
+                f"{fewshot_list}: draw {seed} lists {len(names['abnormal'])} abnormal and "
+                f"{len(names['normal'])} normal images, not --shots {shots} of each"
+            )
         wanted = {("Ungood", n) for n in names["abnormal"]} | {("good", n) for n in names["normal"]}
         train = [item for item in pool if (_kind(item), Path(item["image"]).name) in wanted]
         if len(train) != len(wanted):

@@ -160,7 +160,11 @@ def read_mask_labels(mask_dir: str | Path, categories: Sequence[str]) -> dict[st
     missing = [c for c in categories if c not in names]
     if missing:
         raise DataError(f"{path}: no label value for the categories {missing}; add them (name: value)")
-    return {str(int(names[c])): i for i, c in enumerate(categories)}
+    values = [int(names[c]) for c in categories]
+    shared = sorted({v for v in values if values.count(v) > 1 or v == 0})
+    if shared:
+        raise DataError(f"{path}: label values {shared} are 0 or given to two categories; give each its own value > 0")
+    return {str(value): i for i, value in enumerate(values)}
 
 
 def fastmri_plus_items(data_dir: str | Path, labels: SliceLabels, mask_dir: str | Path | None = None) -> list[dict]:
