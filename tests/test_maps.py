@@ -278,7 +278,7 @@ def test_mvfa_few_shot_lists_choose_the_training_images(phantom_dir, tmp_path):
     abnormal = sorted(p.name for p in (valid / "Ungood" / "img").glob("*.png"))[:2]
     normal = sorted(p.name for p in (valid / "good" / "img").glob("*.png"))[:2]
     listing = tmp_path / "2-shot.txt"
-    listing.write_text(f"a-0: {' '.join(abnormal)}\nn-0: {' '.join(normal)}\na-1: x.png\nn-1: y.png\n")
+    listing.write_text(f"a-0: {' '.join(abnormal)}\nn-0: {' '.join(normal)}\na-1: x.png z.png\nn-1: y.png w.png\n")
     split = bmad_protocol_split(phantom_dir / "bmad", "PhantomBrain", 2, seed=0, fewshot_list=listing)
     assert sorted(Path(item["image"]).name for item in split["train"]) == sorted(abnormal + normal)
     with pytest.raises(DataError, match="listed images are not in"):
