@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from monai.losses import DiceLoss, FocalLoss
 from torch import nn
 
 REDUCTIONS = ("mean", "sum")
@@ -142,8 +143,6 @@ class PatchLoss(nn.Module):
         super().__init__()
         if pixel_weight < 0 or image_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got pixel {pixel_weight}, image {image_weight}")
-        from monai.losses import DiceLoss, FocalLoss
-
         self.pixel_weight, self.image_weight, self.size = pixel_weight, image_weight, size
         self.focal = FocalLoss(gamma=2.0)
         self.dice = DiceLoss(sigmoid=True, soft_label=True)

@@ -98,17 +98,28 @@ class BinnedAUROC:
         self.negative = torch.zeros(self.num_bins, dtype=torch.float64)
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor) -> None:
-        scores = scores.detach().flatten().double().cpu()
-        labels = labels.detach().flatten().bool().cpu()
-        if not torch.isfinite(scores).all():
-            raise ValueError("pixel scores contain NaN or Inf")
-        scaled = (scores - self.low) / (self.high - self.low) * self.num_bins
-        bins = scaled.long().clamp(0, self.num_bins - 1)
-        self.positive += torch.bincount(bins[labels], minlength=self.num_bins).double()
-        self.negative += torch.bincount(bins[~labels], minlength=self.num_bins).double()
+        positive, negative = score_histograms(scores, labels, (self.low, self.high), self.num_bins)
+        self.positive += positive
+        self.negative += negative
 
     def compute(self) -> float | None:
         return auroc_from_histograms(self.positive, self.negative)
+
+
+def score_histograms(
+    scores: torch.Tensor, labels: torch.Tensor, score_range: tuple[float, float], num_bins: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 histograms (on the CPU) of the scores of positives and of negatives over ``num_bins`` equal bins."""
+    scores = scores.detach().flatten().double().cpu()
+    labels = labels.detach().flatten().bool().cpu()
+    if not torch.isfinite(scores).all():
+        raise ValueError("pixel scores contain NaN or Inf")
+    low, high = score_range
+    bins = ((scores - low) / (high - low) * num_bins).long().clamp(0, num_bins - 1)
+    return (
+        torch.bincount(bins[labels], minlength=num_bins).double(),
+        torch.bincount(bins[~labels], minlength=num_bins).double(),
+    )
 
 
 def auroc_from_histograms(positive: torch.Tensor, negative: torch.Tensor) -> float | None:
@@ -264,12 +275,13 @@ class PixelAUROC(Metric):
             maps[has_mask].float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
         )
         targets = torch.cat([masks.amax(dim=1, keepdim=True), masks], dim=1) > 0.5
+        inside = valid[:, 0]
         for channel in range(len(self.names)):
-            binned = BinnedAUROC(num_bins=self.num_bins)
-            inside = valid[:, 0]
-            binned.update(maps[:, channel][inside].clamp(0, 1), targets[:, channel][inside])
-            self._positive[channel] += binned.positive
-            self._negative[channel] += binned.negative
+            positive, negative = score_histograms(
+                maps[:, channel][inside].clamp(0, 1), targets[:, channel][inside], (0.0, 1.0), self.num_bins
+            )
+            self._positive[channel] += positive
+            self._negative[channel] += negative
 
     @sync_all_reduce("_positive", "_negative", "_slices", "_mapped")
     def compute(self) -> dict[str, float | None]:

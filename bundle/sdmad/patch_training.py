@@ -19,6 +19,7 @@ from ignite.engine import Engine, Events
 
 from sdmad.checkpoints import read_checkpoint, unwrap
 from sdmad.data.clip_input import PrepareSlices
+from sdmad.inference import select_signs
 from sdmad.losses import PatchLoss
 from sdmad.networks.patch_path import patch_maps
 
@@ -42,10 +43,11 @@ def cached_tokens(
         labels.append(batch_labels.cpu())
         masks = prepare_batch.masks(batch, device)
         if masks is None:  # no pixel labels in this batch: empty targets, never used
-            empty = images.new_zeros(len(images), batch_labels.shape[1], *images.shape[-2:])
-            masks = (empty, None, torch.zeros(len(images), dtype=torch.bool))
+            masks = (images.new_zeros(len(images), batch_labels.shape[1], *images.shape[-2:]), None, None)
+            has_mask.append(torch.zeros(len(images), dtype=torch.bool))
+        else:
+            has_mask.append(masks[2].cpu())
         targets.append(loss.targets(masks[0]).cpu())
-        has_mask.append(masks[2].cpu())
     has_mask = torch.cat(has_mask)
     stacked = {block: torch.cat(values) for block, values in tokens.items()}
     return stacked, torch.cat(labels), torch.cat(targets) if bool(has_mask.any()) else None, has_mask
@@ -67,8 +69,10 @@ def train_patch_heads(
     network = unwrap(network)
     tokens, labels, targets, has_mask = cached_tokens(network, loader, prepare_batch, device, loss)
     sign_features, anchor = network.sign_features().detach(), network.anchor_feature().detach()
-    categories = torch.arange(labels.shape[1], device=network.sign_category.device)
-    every_sign = network.sign_category[None, :] == categories[:, None]  # every sign (Eq. 6 selects at evaluation)
+    # every sign of each category (Eq. 6 selects at evaluation)
+    every_sign = select_signs(
+        sign_features, network.sign_category, network.signs.category_names, "none"
+    ).category_mask()
     network.patch_heads.requires_grad_(True)  # off during stage 1 (sdmad.networks.SDMADNetwork)
     optimizer = torch.optim.Adam(network.patch_heads.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)

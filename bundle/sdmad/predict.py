@@ -16,12 +16,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sdmad.checkpoints import CheckpointError, intended_decision_rule, read_checkpoint
+from sdmad.checkpoints import RUN_CONFIG_KEY, CheckpointError, intended_decision_rule, read_checkpoint
 from sdmad.errors import SDMADError
 from sdmad.networks.sdmad_network import weights_identity
 from sdmad.runs import file_digests
 
-# run config "model" keys -> inference.yaml keys they set (the same names, except where noted)
+# the run config's "model" keys that are inference.yaml keys of the same name
 MODEL_KEYS = (
     "model_name",
     "quick_gelu",
@@ -67,7 +67,7 @@ def find_sign_file(recorded: dict[str, str], bundle_root: Path) -> str:
 def inference_overrides(checkpoint: Path, bundle_root: Path, pretrained: str | None) -> dict[str, Any]:
     """The inference config of the model in ``checkpoint`` (its recorded run config)."""
     content = read_checkpoint(checkpoint)
-    run_config = content.get("run_config")
+    run_config = content.get(RUN_CONFIG_KEY)
     if not run_config:
         raise PredictError(
             f"{checkpoint}: records no run config (written before they were): use the bundle's inference"

@@ -13,7 +13,7 @@ two sizes: the slices of a volume share theirs).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -46,6 +46,12 @@ def stack_slices(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Te
             for image in images
         ]
     return default_collate(images), shapes
+
+
+def size_groups(shapes: torch.Tensor, device: torch.device) -> Iterator[tuple[torch.Tensor, list[int]]]:
+    """The slices of each size in a batch: (their indices on ``device``, their `(C, H, W)`)."""
+    for shape in torch.unique(shapes, dim=0):
+        yield (shapes == shape).all(dim=1).nonzero().squeeze(1).to(device), shape.tolist()
 
 
 @functools.lru_cache(maxsize=32)
@@ -129,10 +135,7 @@ class CLIPInput:
                 images = images[:, :channels, :rows, :columns]
             return self._group(images)
         out = images.new_empty(images.shape[0], 3, self.image_size, self.image_size)
-        for shape in torch.unique(shapes, dim=0):
-            members = (shapes == shape).all(dim=1).nonzero().squeeze(1)
-            channels, rows, columns = shape.tolist()
-            index = members.to(images.device)
+        for index, (channels, rows, columns) in size_groups(shapes, images.device):
             out[index] = self._group(images[index, :channels, :rows, :columns])
         return out
 
@@ -144,9 +147,7 @@ class CLIPInput:
             shapes = torch.tensor([[1, *masks.shape[2:]]] * count)
         out = masks.new_zeros(count, masks.shape[1], self.image_size, self.image_size)
         valid = masks.new_zeros(count, 1, self.image_size, self.image_size)
-        for shape in torch.unique(shapes, dim=0):
-            members = (shapes == shape).all(dim=1).nonzero().squeeze(1).to(masks.device)
-            rows, columns = shape.tolist()[1:]
+        for members, (_, rows, columns) in size_groups(shapes, masks.device):
             group = masks[members, :, :rows, :columns]
             planes = group.reshape(-1, rows, columns)
             planes = torch.cat([planes, torch.ones_like(planes[:1])])  # the slice's own extent, last

@@ -156,9 +156,9 @@ class FinalModelSaver:
         calibration = None
         if self.calibrator is not None:
             text = prepare_text(
-                self.network, self.sign_selection, self.support_loader, engine.state.device, engine.prepare_batch
+                network, self.sign_selection, self.support_loader, engine.state.device, engine.prepare_batch
             )
-            calibration = self.calibrator(unwrap(self.network), text)
-            unwrap(self.network).calibration = calibration
+            calibration = self.calibrator(network, text)
+            network.calibration = calibration
         save_model(self.network, self.path, calibration, self.run_config, network.patch_memory)
         logger.info("final model written to %s", self.path)
