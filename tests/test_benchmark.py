@@ -37,11 +37,14 @@ def test_tiny_benchmark_writes_every_figure(tmp_path):
     assert image["naive_images_per_s"] > 0 and image["fast_images_per_s"] > 0 and image["speedup"] > 0
     assert set(image["per_batch_size_images_per_s"]) == {"8", "32"}
     decode = figures["decode"]["slices_per_s_per_core"]
-    assert set(decode) == {"per-slice", "batched"} and min(decode.values()) > 0
+    assert set(decode) == {"per-slice", "batched", "batched, int16 volumes"} and min(decode.values()) > 0
     assert figures["decode"]["device_preprocessing"]["ms_per_batch"] > 0
     e2e = figures["end_to_end"]
-    for path in ("per-slice", "batched"):  # the old and new slice preprocessing, side by side
-        assert e2e[path]["images_per_s"] > 0 and 0 < e2e[path]["fraction_of_model_only"]
+    for run in ("per-slice", "batched", "batched, int16 volumes"):  # old and new preprocessing, side by side
+        assert e2e[run]["images_per_s"] > 0 and 0 < e2e[run]["fraction_of_model_only"]
+        assert e2e[run]["steady_images_per_s"] > e2e[run]["images_per_s"]  # start-up and writing excluded
+        assert e2e[run]["first_batch_s"] > 0 and e2e[run]["writing_s"] > 0
+    assert e2e["batched, int16 volumes"]["stored_as"] == "int16" and e2e["batched"]["loader_only_images_per_s"] > 0
     assert e2e["text_encoder_calls"] == 0  # cached text features: inference never re-encodes the prompts
     assert [row["signs"] for row in figures["scoring"]] == [6, 24, 96]
     assert all(row["us_per_image"] > 0 for row in figures["scoring"])

@@ -12,7 +12,7 @@ from monai.data import DataLoader, Dataset
 from monai.transforms import Compose
 from PIL import Image
 from sdmad.data import CLIPInput, PrepareSlices, collate_slices, per_slice_reference, scan_to_slices, scan_transforms
-from sdmad.data.clip_input import SHAPE_KEY, percentile_scale, stack_slices
+from sdmad.data.clip_input import SHAPE_KEY, batched_quantile, percentile_scale, stack_slices
 
 
 def per_slice(path: str, image_size: int) -> torch.Tensor:
@@ -69,14 +69,18 @@ def test_padding_never_reaches_the_statistics():
     torch.testing.assert_close(CLIPInput(16)(batch, shapes)[0], alone[0])
 
 
-def test_percentiles_are_per_image_and_chunked_past_the_quantile_limit(monkeypatch):
-    import sdmad.data.clip_input as clip_input
-
+def test_percentiles_are_per_image():
     images = torch.stack([torch.arange(100.0).reshape(10, 10) * (i + 1) for i in range(5)])
     whole = percentile_scale(images, 10, 90)
-    monkeypatch.setattr(clip_input, "_QUANTILE_LIMIT", 200)  # two images per torch.quantile call
-    torch.testing.assert_close(percentile_scale(images, 10, 90), whole)
     torch.testing.assert_close(whole[0], whole[4])  # the same picture at 5x the intensity scales the same
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.005, 0.3, 0.5, 0.995, 1.0])
+def test_batched_quantile_equals_torch_quantile(fraction):
+    rows = torch.cat([torch.randn(3, 1001, generator=torch.Generator().manual_seed(0)), torch.ones(1, 1001)])
+    rows[:, :5] = 7.0  # ties
+    expected = torch.quantile(rows.double(), fraction, dim=1).float()  # the position in double, as here
+    torch.testing.assert_close(batched_quantile(rows, fraction), expected)
 
 
 def test_grey_and_rgb_slices_of_one_size_share_a_batch_and_rgba_loses_alpha(tmp_path):

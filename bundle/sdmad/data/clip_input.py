@@ -13,6 +13,7 @@ two sizes: the slices of a volume share theirs).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,8 +28,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SHAPE_KEY = "image_shape"
 MASK_KEY, HAS_MASK_KEY = "mask", "has_mask"
-# torch.quantile refuses inputs of more than 2**24 elements
-_QUANTILE_LIMIT = 2**24
 
 
 def stack_slices(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,17 +64,36 @@ def percentile_scale(images: torch.Tensor, lower: float, upper: float) -> torch.
     """`[N, H, W]` -> each image linearly mapped from its own [lower, upper] percentiles to [0, 1], clipped.
 
     The batched form of MONAI's ScaleIntensityRangePercentiles(b_min=0, b_max=1, clip=True, channel_wise=True),
-    which loops over the images in Python (one quantile call each); here one torch.quantile per chunk of images.
-    One deliberate difference: an image whose two percentiles are equal (a nearly empty edge slice: 99.5 % of its
+    which loops over the images in Python (one quantile call each); here ``batched_quantile``. One deliberate
+    difference: an image whose two percentiles are equal (a nearly empty edge slice: 99.5 % of its
     pixels alike) is shifted by the lower one and clipped to [0, 1] like every other image, where MONAI returns it
     unclipped, so that a few raw intensities (thousands on MRI) would reach CLIP.
     """
     flat = images.reshape(images.shape[0], -1)
-    q = _on_device((lower / 100.0, upper / 100.0), flat.dtype, flat.device)
-    chunk = max(1, _QUANTILE_LIMIT // flat.shape[1])
-    bounds = torch.cat([torch.quantile(part, q, dim=1) for part in flat.split(chunk)], dim=1)  # [2, N]
-    low, width = bounds[0][:, None, None], (bounds[1] - bounds[0])[:, None, None]
+    low, high = (batched_quantile(flat, percentile / 100.0)[:, None, None] for percentile in (lower, upper))
+    width = high - low
     return (images - low).div_(torch.where(width != 0, width, 1.0)).clamp_(0.0, 1.0)
+
+
+def batched_quantile(rows: torch.Tensor, fraction: float) -> torch.Tensor:
+    """`[N, n]` -> `[N]`: each row's ``fraction`` quantile, as torch.quantile's default (linear interpolation
+    between the two order statistics around ``fraction * (n - 1)``).
+
+    Hand-written because torch.quantile sorts every row whole (and refuses more than 2**24 elements): the two
+    order statistics come from a ``torch.topk`` of the tail that holds them, under 1 % of a row for the
+    percentiles used here (2.3x faster on a CPU for 320² slices; the same values).
+    """
+    count = rows.shape[1]
+    position = fraction * (count - 1)
+    below = math.floor(position)
+    above = min(below + 1, count - 1)
+    if fraction <= 0.5:
+        tail = torch.topk(rows, above + 1, dim=1, largest=False).values  # ascending
+        values = tail[:, below], tail[:, above]
+    else:
+        tail = torch.topk(rows, count - below, dim=1, largest=True).values  # descending
+        values = tail[:, count - 1 - below], tail[:, count - 1 - above]
+    return torch.lerp(*values, position - below)
 
 
 class CLIPInput:
@@ -117,11 +135,11 @@ class CLIPInput:
         ):
             planes = convert_to_tensor(self._pad(self._resize(planes)), track_meta=False)
         planes = planes.reshape(count, channels, self.image_size, self.image_size)
-        if channels == 1:
-            planes = planes.expand(count, 3, self.image_size, self.image_size)
-        mean = _on_device(self.mean, planes.dtype, planes.device)[:, None, None]
-        std = _on_device(self.std, planes.dtype, planes.device)[:, None, None]
-        return (planes - mean) / std
+        # (x - mean) / std as one multiply-add, which also broadcasts a grey plane to the 3 channels
+        scale = tuple(1.0 / std for std in self.std)
+        shift = tuple(-mean / std for mean, std in zip(self.mean, self.std, strict=True))
+        scale, shift = (_on_device(values, planes.dtype, planes.device)[:, None, None] for values in (scale, shift))
+        return torch.addcmul(shift, planes, scale)
 
     def __call__(self, images: torch.Tensor, shapes: torch.Tensor | None = None) -> torch.Tensor:
         """`[B, C, H, W]` slices (``stack_slices``' padded batch with its ``shapes``, or equal-size slices) ->

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,14 @@ from sdmad.losses import SDMADLoss
 from sdmad.networks import SDMADNetwork
 from sdmad.signs import SignSet, load_sign_file
 
-PATHS = ("per-slice", "batched")  # slice preprocessing in the loader workers vs batched on the model's device
+# What is timed for decode and end to end: (path, data type the NIfTI volumes are stored in). The path: slice
+# preprocessing in the loader workers ("per-slice") or batched on the model's device. float32 is how the
+# phantom writes its volumes; int16 is how scanners and dcm2niix store MR (half the bytes to inflate).
+E2E_RUNS = {
+    "per-slice": ("per-slice", "float32"),
+    "batched": ("batched", "float32"),
+    "batched, int16 volumes": ("batched", "int16"),
+}
 
 
 @dataclass
@@ -213,8 +221,11 @@ def measure_image_path(
     }
 
 
-def write_phantom_volumes(folder: Path, count: int, slices: int, size: int, distinct: int = 16) -> list[Path]:
-    """``count`` phantom NIfTI volumes (``slices`` slices of ``size``²): ``distinct`` generated ones, copied."""
+def write_phantom_volumes(
+    folder: Path, count: int, slices: int, size: int, dtype: str = "float32", distinct: int = 16
+) -> list[Path]:
+    """``count`` phantom NIfTI volumes (``slices`` slices of ``size``², stored as ``dtype``): ``distinct``
+    generated ones, copied."""
     from sdmad.tools.phantom import CATEGORIES, make_volume, write_nifti
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -222,6 +233,7 @@ def write_phantom_volumes(folder: Path, count: int, slices: int, size: int, dist
     for index in range(min(count, distinct)):
         labels = [CATEGORIES[index % len(CATEGORIES)]] if index % 2 else []
         phantom = make_volume(f"bench_{index:03d}", labels, np.random.default_rng(index), size, slices)
+        phantom.volume = np.round(phantom.volume).astype(dtype) if dtype != "float32" else phantom.volume
         made.append(folder / f"bench_{index:03d}.nii.gz")
         write_nifti(phantom, made[-1])
     for index in range(len(made), count):
@@ -241,19 +253,19 @@ def worker_transforms(path: str, image_size: int):
     return Compose([*scan_to_slices(), *per_slice_reference(image_size=image_size)])
 
 
-def measure_decode(settings: BenchmarkSettings, volumes: list[Path]) -> dict:
-    """Slices/s of one loader worker's job on one CPU thread, per path."""
+def measure_decode(settings: BenchmarkSettings, volumes: dict[str, list[Path]]) -> dict:
+    """Slices/s of one loader worker's job on one CPU thread, per run of E2E_RUNS (``volumes`` per stored type)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         rates = {}
-        for path in PATHS:
+        for run, (path, dtype) in E2E_RUNS.items():
             transform = worker_transforms(path, settings.image_size)
-            transform({"image": str(volumes[0])})  # warm-up
+            transform({"image": str(volumes[dtype][0])})  # warm-up
             start, slices = time.perf_counter(), 0
-            for volume in volumes[: max(2, min(len(volumes), 8))]:
+            for volume in volumes[dtype][: max(2, min(len(volumes[dtype]), 8))]:
                 slices += len(transform({"image": str(volume)}))
-            rates[path] = slices / (time.perf_counter() - start)
+            rates[run] = slices / (time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
     return {
@@ -279,13 +291,13 @@ def measure_end_to_end(
     settings: BenchmarkSettings,
     device: torch.device,
     frozen_dtype: str,
-    volumes: list[Path],
+    volumes: dict[str, list[Path]],
     model_only_images_per_s: Callable[[int], float],
 ) -> dict:
-    """`configs/inference.yaml`'s evaluator over phantom NIfTI volumes, per path: one timed run each, worker start
-    included, as in real use (the network is warm from the model-only figure). The per-slice path, about ten times
-    slower, runs over the first ``per_slice_volumes`` of them. "loader only" iterates the batched path's data loader
-    without the model: the ceiling that the CPU side sets."""
+    """`configs/inference.yaml`'s evaluator over phantom NIfTI volumes (``volumes`` per stored type), per run of
+    E2E_RUNS: one timed run each, worker start included, as in real use (the network is warm from the model-only
+    figure). The per-slice path, about ten times slower, runs over the first ``per_slice_volumes`` of them.
+    "loader only" iterates a batched run's data loader without the model: the ceiling that the CPU side sets."""
     from monai.bundle import ConfigParser
     from monai.engines import default_prepare_batch
 
@@ -320,34 +332,61 @@ def measure_end_to_end(
     counter = text_tower(network.clip).register_forward_pre_hook(lambda module, args: text_calls.append(1))
     batched_prepare = parser.get_parsed_content("prepare_batch")
     with tempfile.TemporaryDirectory() as tmp:
-        for path in PATHS:
-            subset = volumes if path == "batched" else volumes[: settings.per_slice_volumes]
-            inputs = Path(tmp) / f"{path}.txt"
+        for index, (run, (path, dtype)) in enumerate(E2E_RUNS.items()):
+            subset = volumes[dtype] if path == "batched" else volumes[dtype][: settings.per_slice_volumes]
+            inputs = Path(tmp) / f"run{index}.txt"
             inputs.write_text("".join(f"{volume}\n" for volume in subset))
-            parser["input"], parser["output_dir"] = str(inputs), str(Path(tmp) / path)
+            parser["input"], parser["output_dir"] = str(inputs), str(Path(tmp) / f"run{index}")
             parser["preprocessing"] = worker_transforms(path, settings.image_size)
             # per-slice: the batches arrive CLIP-ready, only the copy to the device remains
             parser["prepare_batch"] = batched_prepare if path == "batched" else default_prepare_batch
             evaluator = parser.get_parsed_content("evaluator", lazy=False)
+            marks = _mark_first_and_last_iteration(evaluator, device)
             _sync(device)
             start = time.perf_counter()
             evaluator.run()
             _sync(device)
             seconds = time.perf_counter() - start
-            rate = len(subset) * settings.e2e_slices / seconds
-            figures[path] = {
-                "images_per_s": rate,
-                "fraction_of_model_only": rate / model_only,
+            images = len(subset) * settings.e2e_slices
+            steady = images / (marks["last"] - marks["first"])
+            figures[run] = {
+                "images_per_s": images / seconds,
+                "fraction_of_model_only": images / seconds / model_only,
                 "seconds": seconds,
                 "volumes": len(subset),
+                "stored_as": dtype,
+                "first_batch_s": marks["first"] - start,
+                "steady_images_per_s": steady,
+                "steady_fraction_of_model_only": steady / model_only,
+                "writing_s": start + seconds - marks["last"],
             }
-        loader = parser.get_parsed_content("dataloader", lazy=False)
-        start = time.perf_counter()
-        slices = sum(len(batch["image"]) for batch in loader)
-        figures["loader_only_images_per_s"] = slices / (time.perf_counter() - start)
+            if path == "batched":
+                loader = parser.get_parsed_content("dataloader", lazy=False)
+                start = time.perf_counter()
+                slices = sum(len(batch["image"]) for batch in loader)
+                figures[run]["loader_only_images_per_s"] = slices / (time.perf_counter() - start)
     counter.remove()
     figures["text_encoder_calls"] = len(text_calls)
     return figures
+
+
+def _mark_first_and_last_iteration(evaluator: Any, device: torch.device) -> dict[str, float]:
+    """Times (filled during the run) when the first batch starts its iteration and when the last one is done:
+    between them the steady state; before, the workers' start and first batch; after, the output files."""
+    from ignite.engine import Events
+
+    marks: dict[str, float] = {}
+
+    def first(engine: Any) -> None:
+        marks["first"] = time.perf_counter()
+
+    def last(engine: Any) -> None:
+        _sync(device)
+        marks["last"] = time.perf_counter()
+
+    evaluator.add_event_handler(Events.ITERATION_STARTED(once=1), first)
+    evaluator.add_event_handler(Events.EPOCH_COMPLETED, last)
+    return marks
 
 
 def measure_scoring(settings: BenchmarkSettings, device: torch.device, embed_dim: int, batch: int = 256) -> list:
@@ -418,7 +457,12 @@ def measure_inference(settings: BenchmarkSettings, device: torch.device, result:
             return batch / seconds_per_call(lambda: fast.encode_images(images).cpu(), device, settings.min_seconds)
 
     with tempfile.TemporaryDirectory() as tmp:
-        volumes = write_phantom_volumes(Path(tmp), settings.e2e_volumes, settings.e2e_slices, settings.e2e_size)
+        volumes = {
+            dtype: write_phantom_volumes(
+                Path(tmp) / dtype, settings.e2e_volumes, settings.e2e_slices, settings.e2e_size, dtype
+            )
+            for dtype in sorted({dtype for _, dtype in E2E_RUNS.values()})
+        }
         result.decode = measure_decode(settings, volumes)
         result.decode["device_preprocessing"] = measure_device_preprocessing(settings, device)
         result.end_to_end = measure_end_to_end(settings, device, fast_dtype, volumes, model_only)
@@ -455,9 +499,9 @@ def end_to_end_rows(result: BenchmarkResult) -> list[str]:
     """The decode and end-to-end rows, per path."""
     decode, e2e = result.decode, result.end_to_end
     rows = [
-        f"| loader worker job, {decode['slice_size']}² slices, {path} | "
-        f"{decode['slices_per_s_per_core'][path]:.0f} slices/s per core |"
-        for path in PATHS
+        f"| loader worker job, {decode['slice_size']}² slices, {run} | "
+        f"{decode['slices_per_s_per_core'][run]:.0f} slices/s per core |"
+        for run in E2E_RUNS
     ]
     prep = decode["device_preprocessing"]
     rows.append(
@@ -465,13 +509,24 @@ def end_to_end_rows(result: BenchmarkResult) -> list[str]:
         f"{prep['slice_size']}² | {prep['ms_per_batch']:.2f} ms per batch |"
     )
     rows += [
-        f"| end to end, {e2e[path]['volumes']} NIfTI volumes x {e2e['slices_per_volume']} slices of "
-        f"{e2e['slice_size']}², {e2e['num_workers']} workers, {path} | {e2e[path]['images_per_s']:.1f} images/s "
-        f"= {100 * e2e[path]['fraction_of_model_only']:.0f} % of model-only "
+        f"| end to end, {e2e[run]['volumes']} NIfTI volumes x {e2e['slices_per_volume']} slices of "
+        f"{e2e['slice_size']}², {e2e['num_workers']} workers, {run} | {e2e[run]['images_per_s']:.1f} images/s "
+        f"= {100 * e2e[run]['fraction_of_model_only']:.0f} % of model-only "
         f"({e2e['model_only_images_per_s']:.1f} at batch {e2e['batch_images']}) |"
-        for path in PATHS
+        for run in E2E_RUNS
     ]
-    rows.append(f"| data loader alone, batched path (no model) | {e2e['loader_only_images_per_s']:.1f} images/s |")
+    rows += [
+        f"| of which steady state (first batch in to last batch out), {run} | "
+        f"{e2e[run]['steady_images_per_s']:.1f} images/s = {100 * e2e[run]['steady_fraction_of_model_only']:.0f} % "
+        f"of model-only; before it {e2e[run]['first_batch_s']:.1f} s (workers' start, first batch), after it "
+        f"{e2e[run]['writing_s']:.1f} s (output files) |"
+        for run in E2E_RUNS
+    ]
+    rows += [
+        f"| data loader alone, {run} (no model) | {e2e[run]['loader_only_images_per_s']:.1f} images/s |"
+        for run in E2E_RUNS
+        if "loader_only_images_per_s" in e2e[run]
+    ]
     return rows
 
 
