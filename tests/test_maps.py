@@ -1,5 +1,6 @@
 """Anomaly maps (method sdmad+mvfa): training with masks, pixel AUROC and the montage in the report, maps in the
-input's geometry and overlays from inference, the single-image command, and the image path left as method sdmad's."""
+input's geometry and overlays from inference, the single-image command, the image path left as method sdmad's, and
+the MVFA baseline (method mvfa) in the same harness."""
 
 from __future__ import annotations
 
@@ -269,6 +270,16 @@ def test_bmad_protocol_1_trains_on_valid_and_tests_on_the_whole_test_folder(phan
     assert isinstance(report["protocols"]["general_ad"]["image_auroc"], float)
     assert isinstance(report["protocols"]["general_ad"]["pixel_auroc"], float)
 
+    # the MVFA baseline in the same harness: the same split, image and pixel AUROC
+    mvfa = (*bmad[:-2], "--run_name", "bmad_mvfa", "--method", "mvfa")
+    ok(bundle("training", phantom_dir, tmp_path, *mvfa, *steps, extra=extra))
+    ok(bundle("evaluating", phantom_dir, tmp_path, *mvfa, extra=extra))
+    assert json.loads((tmp_path / "bmad_mvfa" / "training" / "splits.json").read_text()) == splits
+    report = json.loads((tmp_path / "bmad_mvfa" / "evaluating" / "report.json").read_text())
+    general = report["protocols"]["general_ad"]
+    assert isinstance(general["image_auroc"], float) and isinstance(general["pixel_auroc"], float)
+    assert "method mvfa (the MVFA baseline" in (tmp_path / "bmad_mvfa" / "evaluating" / "report.md").read_text()
+
 
 def test_mvfa_few_shot_lists_choose_the_training_images(phantom_dir, tmp_path):
     from sdmad.data import bmad_protocol_split
@@ -299,3 +310,42 @@ def test_label_names_must_give_each_category_its_own_value(tmp_path):
         read_mask_labels(tmp_path, ["A", "B", "C"])
     with pytest.raises(DataError, match="no label value for the categories"):
         read_mask_labels(tmp_path, ["A", "D"])
+
+
+def test_method_mvfa_is_the_patch_path_against_two_states_with_no_adapted_stream(small_signs):
+    """The MVFA baseline: no Shift Adapter and no text adapter (CLIP's own stream and text), the patch heads are its
+    only weights, every sign is the abnormal state and the anchor the normal state, and every category's score is
+    the anomaly map's peak."""
+    from sdmad.networks.patch_path import state_prompts
+
+    network = build_tiny(small_signs, method="mvfa", mvfa_object="liver")
+    assert not network.image_adapters and network.text_adapter is None
+    assert {key.split(".")[0] for key in network.state_dict()} == {"patch_heads"}
+    record = network.config_record()
+    assert record["method"] == "mvfa" and record["state_prompts"] == state_prompts("liver")
+    assert "a photo of the healthy liver." in record["state_prompts"]["normal"]
+    signs = network.sign_features()
+    assert torch.allclose(signs, signs[:1].expand_as(signs))  # one abnormal state for every sign
+    images = torch.rand(2, 3, 240, 240, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(3, len(signs), dtype=torch.bool)
+    with torch.no_grad():
+        scores, maps = network.score_images(images, signs, network.anchor_feature(), mask)
+    peak = maps.maps[:, 0].flatten(1).amax(dim=1)
+    assert torch.equal(scores.anomaly_score, peak)
+    assert torch.equal(scores.category_scores, peak[:, None].expand(-1, 3))
+    assert torch.equal(scores.decisions, scores.category_scores > 0.5)
+
+
+def test_mvfa_pixel_losses_use_the_anomaly_map_only():
+    logits = [torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(1))]
+    targets = (torch.rand(2, 4, 6, 6, generator=torch.Generator().manual_seed(2)) > 0.7).float()
+    labels, has_mask = torch.ones(2, 3), torch.ones(2, dtype=torch.bool)
+    loss = PatchLoss(anomaly_only=True)
+    other = [logits[0].clone()]
+    other[0][:, 1:] = -logits[0][:, 1:]  # category maps changed, anomaly map kept
+    assert torch.equal(
+        loss(logits, labels, targets, has_mask)["pixel"], loss(other, labels, targets, has_mask)["pixel"]
+    )
+    assert not torch.equal(
+        PatchLoss()(logits, labels, targets, has_mask)["pixel"], PatchLoss()(other, labels, targets, has_mask)["pixel"]
+    )

@@ -170,7 +170,6 @@ class Calibrator:
         from monai.data import DataLoader
 
         from sdmad.data import collate_slices
-        from sdmad.inference import score_images
 
         dataset, source = self.dataset, "validation split"
         if len(dataset) == 0 and self.fallback_dataset is not None and len(self.fallback_dataset) > 0:
@@ -182,12 +181,10 @@ class Calibrator:
         scores, labels = [], []
         for batch in DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate_slices):
             images, _ = self.prepare_batch(batch, device)
-            features = network.encode_images(images)
-            scores.append(
-                score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
-                .category_scores.float()
-                .cpu()
+            batch_scores, _ = network.score_images(
+                images, text.sign_features, text.anchor, text.selection.category_mask()
             )
+            scores.append(batch_scores.category_scores.float().cpu())
             labels.append(torch.as_tensor(batch["label"]).float())
         scores, labels = torch.cat(scores).numpy(), torch.cat(labels).numpy()
         calibration = choose_thresholds(

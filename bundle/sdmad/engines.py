@@ -20,7 +20,11 @@ from sdmad.inference import Scores, SignSelection, score_images, select_signs
 
 
 def train_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
-    """One optimisation step on the SD-MAD loss; returns the loss and its parts for the handlers."""
+    """One optimisation step on the SD-MAD loss; returns the loss and its parts for the handlers. Method mvfa has
+    no such step (nothing adapts its stream or text; its patch heads learn after the epochs, sdmad.patch_training):
+    its single epoch does nothing."""
+    if unwrap(engine.network).method == "mvfa":
+        return {"loss": torch.zeros(())}
     images, labels = engine.prepare_batch(batch, engine.state.device, non_blocking=True)
     engine.network.train()
     image_features, sign_features, anchor = engine.network(images, output="features")
@@ -157,18 +161,17 @@ def evaluate_iteration(engine: Engine, batch: dict[str, Any]) -> dict[str, Any]:
     network = unwrap(engine.network)
     network.eval()
     maps = masks = None
+    category_mask = text.selection.category_mask()
     with torch.inference_mode():  # no autograd state at all (lighter than no_grad)
         if "image" in batch:
             images, _ = engine.prepare_batch(batch, engine.state.device, non_blocking=True)
-            if network.has_patch_path:
-                features, patches = network.encode_images_and_patches(images)
-                maps = network.maps(patches, text.sign_features, text.anchor, text.selection.category_mask()).maps
+            scores, patch = network.score_images(images, text.sign_features, text.anchor, category_mask)
+            if patch is not None:
+                maps = patch.maps
                 masks = engine.prepare_batch.masks(batch, engine.state.device, non_blocking=True)
-            else:
-                features = network.encode_images(images)
         else:  # every scan of the batch was unreadable (recorded by the UnreadableScans handler): no rows
-            features = text.sign_features.new_zeros(0, text.sign_features.shape[1])
-        scores = score_images(features, text.sign_features, text.anchor, text.selection.category_mask())
+            no_features = text.sign_features.new_zeros(0, text.sign_features.shape[1])
+            scores = score_images(no_features, text.sign_features, text.anchor, category_mask)
         margins = text.margins(scores)
     output = {
         "scores": scores.category_scores,

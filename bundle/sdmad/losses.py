@@ -137,13 +137,18 @@ class PatchLoss(nn.Module):
         pixel_weight: weight of focal + Dice (0: image term only).
         image_weight: weight of the image term.
         size: resolution of the pixel terms; None: the masks' (the CLIP input size, as MVFA).
+        anomaly_only: the pixel terms on the anomaly map alone (method mvfa: its category maps are the same map,
+            which each category's own mask would pull apart).
     """
 
-    def __init__(self, pixel_weight: float = 1.0, image_weight: float = 1.0, size: int | None = None):
+    def __init__(
+        self, pixel_weight: float = 1.0, image_weight: float = 1.0, size: int | None = None, anomaly_only: bool = False
+    ):
         super().__init__()
         if pixel_weight < 0 or image_weight < 0:
             raise ValueError(f"loss weights must be >= 0, got pixel {pixel_weight}, image {image_weight}")
         self.pixel_weight, self.image_weight, self.size = pixel_weight, image_weight, size
+        self.anomaly_only = anomaly_only
         self.focal = FocalLoss(gamma=2.0)
         self.dice = DiceLoss(sigmoid=True, soft_label=True)
 
@@ -173,8 +178,11 @@ class PatchLoss(nn.Module):
         if targets is not None and self.pixel_weight > 0 and bool(has_mask.any()):
             everyone = bool(has_mask.all())
             targets = targets if everyone else targets[has_mask]
+            if self.anomaly_only:
+                targets = targets[:, :1]
             for logits in level_logits:
                 logits = logits if everyone else logits[has_mask]
+                logits = logits[:, :1] if self.anomaly_only else logits
                 logits = nn.functional.interpolate(logits, size=targets.shape[-2:], mode="bilinear")
                 pixel = pixel + self.focal(logits, targets) + self.dice(logits, targets)
         return {"pixel": self.pixel_weight * pixel, "patch_image": self.image_weight * image}

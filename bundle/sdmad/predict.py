@@ -82,6 +82,8 @@ def inference_overrides(checkpoint: Path, bundle_root: Path, pretrained: str | N
         checkpoint=str(checkpoint),
         decision_rule=intended_decision_rule(content),
     )
+    if model.get("mvfa_object") is not None:  # method mvfa: the object of its state prompts
+        overrides["mvfa_object"] = model["mvfa_object"]
     overrides["save_maps"] = overrides["method"] != "sdmad"
     return overrides
 

@@ -195,15 +195,24 @@ def rule_name(multi_label: dict[str, Any], rule: str) -> str:
     return f"calibrated thresholds ({source})"
 
 
+METHOD_NOTES = {
+    "sdmad": "SD-MAD, image level",
+    "sdmad+mvfa": "SD-MAD with MVFA-style patch heads: the paper's pixel setting",
+    "mvfa": "the MVFA baseline: one anomaly score for every category, the anomaly map's peak; Eq. 8 reads "
+    "'peak > 0.5'; no sign is used",
+}
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     protocols, run, data = report["protocols"], report["run"], report["data"]
     multi = protocols["multi_label"]
     model = "zero-shot CLIP (adapters off)" if run["zero_shot"] else f"checkpoint `{run['checkpoint']}`"
     ci = report["confidence_intervals"]
+    method = run.get("method", "sdmad")  # reports made before the methods were named: sdmad
     lines = [
         "# SD-MAD evaluation report",
         "",
-        f"- model: {model}; backbone: {run['backbone']}",
+        f"- model: {model}; method {method} ({METHOD_NOTES[method]}); backbone: {run['backbone']}",
         f"- test set: {data['test_slices']} slices ({data['normal_slices']} normal); seed {run['seed']}; "
         f"device {run['device']}; config sha256 `{run['config_hash'][:12]}`",
         f"- decisions: **{rule_name(multi, multi['decision_rule'])}**; sign selection: "

@@ -100,7 +100,7 @@ def differences(
 
 
 # Settings recorded since a version: a run recorded before lacks them, and had their value here (None otherwise)
-ADDED_SETTINGS = {"model.method": "sdmad"}
+ADDED_SETTINGS = {"model.method": "sdmad", "model.mvfa_object": None}
 
 
 def _value(settings: Mapping[str, Any], key: str) -> Any:

@@ -19,13 +19,13 @@ from sdmad.data.errors import DataError
 from sdmad.data.loading import IMAGE_SUFFIXES
 
 # BMAD's six data sets: the folder of MVFA's release (`<folder>_AD`) and the sign file of each
-BMAD_DATA_SETS = {
-    "BrainMRI": ("Brain", "bmad_brainmri.yaml"),
-    "LiverCT": ("Liver", "bmad_liverct.yaml"),
-    "RESC": ("Retina_RESC", "bmad_resc.yaml"),
-    "OCT17": ("Retina_OCT2017", "bmad_oct2017.yaml"),
-    "ChestXray": ("Chest", "bmad_chestxray.yaml"),
-    "HIS": ("Histopathology", "bmad_his.yaml"),
+BMAD_DATA_SETS = {  # name: (MVFA's folder, sign file, the object of method mvfa's state prompts)
+    "BrainMRI": ("Brain", "bmad_brainmri.yaml", "brain"),
+    "LiverCT": ("Liver", "bmad_liverct.yaml", "liver"),
+    "RESC": ("Retina_RESC", "bmad_resc.yaml", "retina"),
+    "OCT17": ("Retina_OCT2017", "bmad_oct2017.yaml", "retina"),
+    "ChestXray": ("Chest", "bmad_chestxray.yaml", "chest"),
+    "HIS": ("Histopathology", "bmad_his.yaml", "tissue"),
 }
 BMAD_NAMES = tuple(BMAD_DATA_SETS)
 SPLITS = ("valid", "test")
@@ -41,6 +41,11 @@ def bmad_folder(root: str | Path, name: str) -> Path:
 def bmad_sign_file(name: str) -> str:
     """The sign file of a BMAD data set (`configs/signs/<file>`); another name: `bmad_<name lower case>.yaml`."""
     return BMAD_DATA_SETS.get(name, (None, f"bmad_{name.lower()}.yaml"))[1]
+
+
+def bmad_object(name: str) -> str:
+    """The object method mvfa's prompts name for a BMAD data set ("brain", "liver", ...); another name: "organ"."""
+    return BMAD_DATA_SETS.get(name, (None, None, "organ"))[2]
 
 
 _PATIENT_SLICE = re.compile(r"^(\d+)_\d+$")  # BraTS-derived BrainMRI names: <patient>_<slice>.png

@@ -79,6 +79,7 @@ class EvaluationReport(PredictionWriter):
             "checkpoint": self.checkpoint,
             "zero_shot": self.checkpoint is None,
             "backbone": network.backbone,
+            "method": network.method,
             "seed": self.seed,
             "device": str(engine.state.device),
             "config_hash": config_hash(self.run_config),

@@ -1,4 +1,5 @@
-"""The patch-level path (SD-MAD's pixel setting: SD-MAD combined with MVFA-style multi-level patch adapters).
+"""The patch-level path (SD-MAD's pixel setting: SD-MAD combined with MVFA-style multi-level patch adapters), and
+the MVFA baseline (method mvfa: the same patch heads against two text states, normal and abnormal).
 
 At each adapted image block the patch tokens are brought into the joint image-text space and compared with the
 anchor and each category's selected signs, giving one map per category and an anomaly map (docs/method.md,
@@ -20,8 +21,41 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-METHODS = ("sdmad", "sdmad+mvfa")
+from sdmad.inference import Scores
+
+METHODS = ("sdmad", "sdmad+mvfa", "mvfa")
 MEMORY_WEIGHT = 0.5  # MVFA: anomaly map = 0.5 * text map + 0.5 * few-shot (memory) map
+
+# Method mvfa's text side: an ensemble of prompts per state, averaged into one feature per state, as MVFA does
+# (its state words and templates come from WinCLIP's industrial lists; these are this project's own, written for
+# medical images). "{}" is the object, e.g. "brain" (config key `mvfa_object`).
+STATE_WORDS = {
+    "normal": ("{}", "normal {}", "healthy {}", "unremarkable {}", "{} without abnormality", "{} without lesion"),
+    "abnormal": (
+        "abnormal {}",
+        "diseased {}",
+        "{} with an abnormality",
+        "{} with a lesion",
+        "{} with pathology",
+        "{} with a finding",
+    ),
+}
+STATE_TEMPLATES = (
+    "a photo of the {}.",
+    "an image of the {}.",
+    "a medical image of the {}.",
+    "a scan of the {}.",
+    "a cropped image of the {}.",
+    "a close-up image of the {}.",
+)
+
+
+def state_prompts(object_name: str) -> dict[str, list[str]]:
+    """The normal and abnormal prompt ensembles of method mvfa for ``object_name``."""
+    return {
+        state: [template.format(word.format(object_name)) for word in words for template in STATE_TEMPLATES]
+        for state, words in STATE_WORDS.items()
+    }
 
 
 class PatchHead(nn.Module):
@@ -100,6 +134,16 @@ def memory_distance(patches: torch.Tensor, memory: torch.Tensor, chunk: int = 40
     flat = patches.reshape(-1, patches.shape[-1])
     nearest = torch.cat([(part @ memory.T).amax(dim=1) for part in flat.split(chunk)])
     return ((1.0 - nearest) / 2.0).reshape(patches.shape[:2])
+
+
+def map_scores(maps: torch.Tensor, num_categories: int) -> Scores:
+    """Method mvfa's image-level outputs from its ``[B, 1 + C, g, g]`` maps: the anomaly map's peak (MVFA's image
+    score on data sets with masks) for the anomaly score and for every category (the two states know no
+    categories); a decision where the peak passes 0.5 (the abnormal state more likely than the normal one)."""
+    peak = maps[:, 0].flatten(1).amax(dim=1)
+    scores = peak[:, None].expand(-1, num_categories)
+    margins = scores - 0.5
+    return Scores(category_scores=scores, decisions=margins > 0, anomaly_score=peak, margins=margins)
 
 
 def patch_maps(

@@ -18,7 +18,15 @@ from sdmad.calibration import Calibration
 from sdmad.flags import as_flag, as_optional_flag
 from sdmad.inference import Scores, SignSelection, score_images, select_signs
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip, no_weights
-from sdmad.networks.patch_path import METHODS, CLIPPatchProjection, PatchHead, PatchMaps, patch_maps
+from sdmad.networks.patch_path import (
+    METHODS,
+    CLIPPatchProjection,
+    PatchHead,
+    PatchMaps,
+    map_scores,
+    patch_maps,
+    state_prompts,
+)
 from sdmad.networks.shift_adapter import ShiftAdapter
 from sdmad.signs import SignSet
 
@@ -68,8 +76,11 @@ class SDMADNetwork(nn.Module):
             side stays float32. Checkpoints are the same for both.
         grad_checkpointing: recompute the image blocks' activations in the backward pass instead of keeping them
             (training memory for time; blocks before the first adapter keep none anyway: nothing there needs grad).
-        method: "sdmad" (image level only, the paper's image setting) or "sdmad+mvfa" (plus MVFA-style patch heads
-            on the adapted blocks: anomaly and per-category maps, sdmad.networks.patch_path).
+        method: "sdmad" (image level only, the paper's image setting), "sdmad+mvfa" (plus MVFA-style patch heads
+            on the adapted blocks: anomaly and per-category maps, sdmad.networks.patch_path) or "mvfa" (the MVFA
+            baseline: the patch heads alone against two text states, normal and abnormal; no Shift Adapters, no
+            text adapter, no sign loss; the image scores are the anomaly map's peak, the same for every category).
+        mvfa_object: method mvfa: the object of its state prompts (e.g. "brain": "a photo of a healthy brain.").
     """
 
     def __init__(
@@ -89,6 +100,7 @@ class SDMADNetwork(nn.Module):
         frozen_dtype: str = "float32",
         grad_checkpointing: bool = False,
         method: str = "sdmad",
+        mvfa_object: str = "brain",
     ):
         super().__init__()
         if method not in METHODS:
@@ -97,6 +109,8 @@ class SDMADNetwork(nn.Module):
             as_flag(text_adapter, "text_adapter"),
             as_flag(grad_checkpointing, "grad_checkpointing"),
         )
+        adapt_stream = method != "mvfa"  # MVFA adapts neither CLIP's image stream nor its text: its heads learn
+        text_adapter = text_adapter and adapt_stream
         quick_gelu = as_optional_flag(quick_gelu, "quick_gelu")
         if frozen_dtype not in FROZEN_DTYPES:
             raise ValueError(f"frozen_dtype must be one of {sorted(FROZEN_DTYPES)}, got '{frozen_dtype}'")
@@ -121,6 +135,9 @@ class SDMADNetwork(nn.Module):
         }
         if method != "sdmad":  # image-only records stay as they were: their checkpoints keep loading
             self._record["method"] = method
+        states = state_prompts(mvfa_object) if method == "mvfa" else None
+        if states is not None:
+            self._record["state_prompts"] = states
         self.method = method
         # the support set's normal patch features per level (few-shot maps); set by the FinalModelSaver / load
         self.patch_memory: list[torch.Tensor] | None = None
@@ -129,7 +146,11 @@ class SDMADNetwork(nn.Module):
         self.register_buffer("sign_category", torch.tensor(signs.sign_category, dtype=torch.long), persistent=False)
         # Frozen text states are computed before any adapter is attached (see _frozen_text_states).
         self.register_buffer("sign_states", self._frozen_text_states(signs.sign_prompts), persistent=False)
-        self.register_buffer("normal_states", self._frozen_text_states(list(signs.normal)), persistent=False)
+        normal_prompts = list(signs.normal) if states is None else states["normal"]
+        self.register_buffer("normal_states", self._frozen_text_states(normal_prompts), persistent=False)
+        # method mvfa: the abnormal state's prompts (None otherwise)
+        abnormal_states = None if states is None else self._frozen_text_states(states["abnormal"])
+        self.register_buffer("abnormal_states", abnormal_states, persistent=False)
 
         self.image_dtype = FROZEN_DTYPES[frozen_dtype]
         self.clip.visual.to(self.image_dtype)
@@ -141,6 +162,7 @@ class SDMADNetwork(nn.Module):
             {
                 str(b): ShiftAdapter(image_width, round(image_width * bottleneck_ratio), activation, lam)
                 for b in self.image_blocks
+                if adapt_stream
             }
         )
         for b, adapter in self.image_adapters.items():
@@ -155,7 +177,7 @@ class SDMADNetwork(nn.Module):
         self.patch_heads: nn.ModuleDict | None = None
         self._captured: dict[str, torch.Tensor] = {}
         self._capturing = False  # the hooks keep block outputs only inside encode_images_and_tokens
-        if method == "sdmad+mvfa":
+        if method != "sdmad":
             projection = CLIPPatchProjection(self.clip.visual)
             self.patch_heads = nn.ModuleDict(
                 {
@@ -214,11 +236,16 @@ class SDMADNetwork(nn.Module):
         return self.clip.encode_text(tokens, normalize=True)
 
     def sign_features(self) -> torch.Tensor:
-        """[n_signs, E] normalised features of all signs (cached frozen states, adapter recomputed)."""
+        """[n_signs, E] normalised features of all signs (cached frozen states, adapter recomputed). Method mvfa:
+        every sign is the abnormal state (the normalised mean of its prompts' features), so that every category's
+        map is MVFA's two-state map."""
+        if self.abnormal_states is not None:
+            abnormal = F.normalize(self._project_text(self.abnormal_states).mean(dim=0), dim=-1)
+            return abnormal.expand(len(self.sign_category), -1)
         return self._project_text(self.sign_states)
 
     def anchor_feature(self) -> torch.Tensor:
-        """[E] the anchor: normalised mean of the normal prompts' features."""
+        """[E] the anchor: normalised mean of the normal prompts' features (method mvfa: the normal state's)."""
         return F.normalize(self._project_text(self.normal_states).mean(dim=0), dim=-1)
 
     # ---------------------------------------------------------------------------------------------- image
@@ -283,6 +310,27 @@ class SDMADNetwork(nn.Module):
         """Anomaly and per-category maps at the patch grid (with the few-shot memory when there is one)."""
         return patch_maps(level_patches, sign_features, anchor, category_mask, self.logit_scale, self.patch_memory)
 
+    def score_images(
+        self, images: torch.Tensor, sign_features: torch.Tensor, anchor: torch.Tensor, category_mask: torch.Tensor
+    ) -> tuple[Scores, PatchMaps | None]:
+        """A batch's scores against the given text side and, with the patch path, its maps: Eq. 7-8 on the image
+        features, or for method mvfa the anomaly map's peak (sdmad.networks.patch_path.map_scores)."""
+        if not self.has_patch_path:
+            return score_images(self.encode_images(images), sign_features, anchor, category_mask), None
+        features, patches = self.encode_images_and_patches(images)
+        maps = self.maps(patches, sign_features, anchor, category_mask)
+        if self.method == "mvfa":
+            return map_scores(maps.maps, category_mask.shape[0]), maps
+        return score_images(features, sign_features, anchor, category_mask), maps
+
+    def stage_one_parameters(self) -> list[nn.Parameter]:
+        """What the SD-MAD trainer's optimiser updates: the trainable adapters. Method mvfa has no stage 1 (its
+        trainer runs no epoch; the heads learn in stage 2): its optimiser holds the heads, which it never steps,
+        because torch refuses an optimiser without parameters."""
+        if self.method == "mvfa":
+            return list(self.patch_heads.parameters())
+        return [p for p in self.parameters() if p.requires_grad]
+
     # -------------------------------------------------------------------------------------------- scoring
     def select_signs(self) -> SignSelection:
         """Eq. 6 on the current sign features."""
@@ -293,7 +341,7 @@ class SDMADNetwork(nn.Module):
         sign_features = self.sign_features()
         if selection is None:
             selection = select_signs(sign_features, self.sign_category, self.signs.category_names)
-        return score_images(self.encode_images(images), sign_features, self.anchor_feature(), selection.category_mask())
+        return self.score_images(images, sign_features, self.anchor_feature(), selection.category_mask())[0]
 
     def forward(self, images: torch.Tensor, output: str = "scores"):
         """[B, 3, H, W] -> [B, C]: s_c, the max cosine over each category's kept signs.

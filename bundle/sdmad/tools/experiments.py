@@ -24,6 +24,20 @@ VARIANT_NAMES = {
     "trained_calibrated": "SD-MAD, calibrated",
     "all_absent": "all-absent predictor (trivial)",
 }
+# method mvfa's rows: its "adapters" are the patch heads, its zero-shot model CLIP's two-state maps
+MVFA_VARIANT_NAMES = {
+    "zero_shot": "zero-shot CLIP, two states (heads off), peak > 0.5",
+    "zero_shot_calibrated": "zero-shot CLIP, two states, calibrated",
+    "trained": "MVFA baseline (trained heads), peak > 0.5",
+    "trained_calibrated": "MVFA baseline, calibrated",
+}
+
+
+def variant_name(variant: str, method: str = "sdmad") -> str:
+    """A summary row's name: the variant under the run's method."""
+    if method == "mvfa" and variant in MVFA_VARIANT_NAMES:
+        return MVFA_VARIANT_NAMES[variant]
+    return VARIANT_NAMES.get(variant, variant)
 
 
 def _number(value: Any) -> float | None:
@@ -138,7 +152,8 @@ def _cell(value: float | None) -> str:
 
 def summary_markdown(summary: dict[str, Any], command: str) -> str:
     """Mean ± sample std over seeds, then every seed's figures, for each variant (both decision rules, the
-    all-absent predictor, zero-shot CLIP)."""
+    all-absent predictor, zero-shot CLIP), named for the runs' method."""
+    method = summary.get("method", "sdmad")
 
     def cell(entry: dict) -> str:
         if entry["mean"] is None:
@@ -147,16 +162,14 @@ def summary_markdown(summary: dict[str, Any], command: str) -> str:
 
     header = "| model | mean category AUROC | Hamming score | subset accuracy | image AUROC | pixel AUROC |"
     lines = [
-        f"Seeds {summary['seeds']}; mean ± sample std (ddof 1) over seeds. Command: `{command}`",
+        f"Seeds {summary['seeds']}; method {method}; mean ± sample std (ddof 1) over seeds. Command: `{command}`",
         "",
         header,
         "|---|---|---|---|---|---|",
     ]
     for variant, metrics in summary["mean_std"].items():
         lines.append(
-            f"| {VARIANT_NAMES.get(variant, variant)} | "
-            + " | ".join(cell(metrics[m]) for m in HEADLINE_METRICS)
-            + " |"
+            f"| {variant_name(variant, method)} | " + " | ".join(cell(metrics[m]) for m in HEADLINE_METRICS) + " |"
         )
     lines += [
         "",
@@ -169,7 +182,7 @@ def summary_markdown(summary: dict[str, Any], command: str) -> str:
         for variant in summary["mean_std"]:
             if variant in runs:
                 lines.append(
-                    f"| {seed} | {VARIANT_NAMES.get(variant, variant)} | "
+                    f"| {seed} | {variant_name(variant, method)} | "
                     + " | ".join(_cell(runs[variant][m]) for m in HEADLINE_METRICS)
                     + " |"
                 )
@@ -213,6 +226,7 @@ def multi_seed(
             per_category[seed]["zero_shot"] = category_aurocs(untrained)
         logger.info("seed %d: %s", seed, per_seed[seed])
     summary = summarise_seeds(per_seed)
+    summary["method"] = json.loads(trained.read_text())["run"].get("method", "sdmad")
     summary["per_category_auroc"] = per_category
     summary["command"] = command
     out = root / "runs" / run_name
