@@ -67,13 +67,6 @@ def test_a_finished_run_started_again_reuses_its_patch_heads(mapped_run, phantom
     assert all(torch.equal(before[key], after[key]) for key in before)
 
 
-def test_image_level_runs_say_why_there_is_no_pixel_auroc(phantom_dir, tmp_path):
-    ok(bundle("training", phantom_dir, tmp_path, "--run_name", "image", "--epochs", "1"))
-    ok(bundle("evaluating", phantom_dir, tmp_path, "--run_name", "image"))
-    report = json.loads((tmp_path / "image" / "evaluating" / "report.json").read_text())
-    assert report["protocols"]["general_ad"]["pixel_auroc"].startswith("not computed: method sdmad makes no maps")
-
-
 def test_inference_writes_maps_in_the_inputs_geometry_and_overlays(mapped_run, phantom_dir, tmp_path):
     name = json.loads((phantom_dir / "manifest.json").read_text())["volumes"][0]["name"]
     listing = tmp_path / "inputs.txt"

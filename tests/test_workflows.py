@@ -47,6 +47,8 @@ def test_evaluation_report_validates_and_matches_the_predictions(trained, phanto
     for plot in report["files"]["plots"]:
         assert Path(plot).stat().st_size > 1000
     assert "SD-MAD evaluation report" in (out / "report.md").read_text()
+    # an image-level model says why there is no pixel AUROC
+    assert report["protocols"]["general_ad"]["pixel_auroc"].startswith("not computed: method sdmad makes no maps")
 
     ok(bundle("evaluating", phantom_dir, trained, "--run_name", "e2e", "--checkpoint", "none"))
     zero_shot = json.loads((trained / "e2e" / "evaluating_zero_shot" / "report.json").read_text())
