@@ -75,9 +75,9 @@ def phantom_dir(tmp_path_factory) -> Path:
     return out
 
 
-def trained_tiny_model(folder: Path) -> tuple[Path, Path]:
-    """A fixed random tiny backbone file and an SD-MAD `model.pt` with random adapters for it (the shipped sign
-    file), as `monai.bundle run inference` builds the network: (backbone, checkpoint)."""
+def trained_tiny_model(folder: Path, method: str = "sdmad") -> tuple[Path, Path]:
+    """A fixed random tiny backbone file and an SD-MAD `model.pt` of ``method`` with random adapters for it (the
+    shipped sign file), as `monai.bundle run inference` builds the network: (backbone, checkpoint)."""
     from monai.bundle import ConfigParser
     from sdmad.checkpoints import save_model
     from sdmad.networks import load_clip
@@ -94,12 +94,13 @@ def trained_tiny_model(folder: Path) -> tuple[Path, Path]:
             "model_name": "sdmad-tiny",
             "pretrained": str(backbone),
             "device": "$torch.device('cpu')",
+            "method": method,
         }
     )
     network = parser.get_parsed_content("network_def")
     randomize_adapters(network, scale=0.05)
     checkpoint = folder / "model.pt"
-    save_model(network, checkpoint)
+    save_model(network, checkpoint, run_config={"model": {"method": method}})
     return backbone, checkpoint
 
 

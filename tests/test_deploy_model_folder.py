@@ -157,3 +157,15 @@ def test_the_folder_decides_with_the_thresholds_stored_in_the_model(model, phant
             str(model["backbone"]),
             decision_rule="calibrated",
         )
+
+
+def test_the_folder_builds_the_network_its_model_was_trained_as(phantom_dir, tmp_path):
+    """A model of the patch path (the demo's method sdmad+mvfa) gets a folder that builds that network: the
+    folder's configs name the method its run recorded."""
+    backbone, checkpoint = trained_tiny_model(tmp_path / "trained", method="sdmad+mvfa")
+    folder = make_model_folder(tmp_path / "model", REPO_ROOT, checkpoint, "sdmad-tiny", str(backbone))
+    assert "method: sdmad+mvfa" in (folder / "configs" / "model.yaml").read_text()
+    predictor = BundlePredictor(folder, {"num_workers": 0}, config_files=model_folder_configs(folder))
+    predictor.refresh_weights()  # a CheckpointError if the folder built another network
+    scan = sorted((phantom_dir / "nifti").glob("*.nii.gz"))[0]
+    assert predictor.predict(scan)["volumes"][0]["slices"] > 0

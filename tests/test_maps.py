@@ -326,7 +326,21 @@ def test_method_mvfa_is_the_patch_path_against_two_states_with_no_adapted_stream
     peak = maps.maps[:, 0].flatten(1).amax(dim=1)
     assert torch.equal(scores.anomaly_score, peak)
     assert torch.equal(scores.category_scores, peak[:, None].expand(-1, 3))
+    # the decision: the text map's peak (no memory here: the same map) passes 0.5
     assert torch.equal(scores.decisions, scores.category_scores > 0.5)
+    # with a few-shot memory the score mixes it in; the decision stays the text map's
+    dims = signs.shape[1]
+    memory = torch.nn.functional.normalize(torch.randn(5, dims, generator=torch.Generator().manual_seed(3)), dim=-1)
+    network.patch_memory = [memory] * len(network.patch_heads)
+    with torch.no_grad():
+        mixed, _ = network.score_images(images, signs, network.anchor_feature(), mask)
+    assert not torch.equal(mixed.anomaly_score, scores.anomaly_score)
+    assert torch.equal(mixed.decisions, scores.decisions) and torch.equal(mixed.margins, scores.margins)
+    network.patch_memory = None
+    # the states are the prompt ensembles' normalised means, through the cached text path
+    for state, feature in (("abnormal", signs[0]), ("normal", network.anchor_feature())):
+        expected = torch.nn.functional.normalize(network.encode_prompts(state_prompts("liver")[state]).mean(0), dim=-1)
+        assert torch.allclose(feature, expected, atol=1e-5), state
 
 
 def test_mvfa_pixel_losses_use_the_anomaly_map_only():
@@ -342,3 +356,20 @@ def test_mvfa_pixel_losses_use_the_anomaly_map_only():
     assert not torch.equal(
         PatchLoss()(logits, labels, targets, has_mask)["pixel"], PatchLoss()(other, labels, targets, has_mask)["pixel"]
     )
+
+
+def test_multi_process_training_leaves_mvfa_unwrapped():
+    """DistributedDataParallel refuses a module with nothing to train: method mvfa's stage 1 has nothing."""
+    from monai.bundle import ConfigParser
+    from sdmad.networks import SDMADNetwork
+
+    parser = ConfigParser()
+    parser.read_config(
+        [
+            str(REPO_ROOT / "configs" / name)
+            for name in ("inference.yaml", "common.yaml", "train.yaml", "multi_gpu.yaml")
+        ]
+    )
+    parser.update({"bundle_root": str(REPO_ROOT), "model_name": "sdmad-tiny", "pretrained": "none"})
+    parser.update({"method": "mvfa", "device": "$torch.device('cpu')"})
+    assert type(parser.get_parsed_content("network")) is SDMADNetwork

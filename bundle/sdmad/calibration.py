@@ -182,7 +182,7 @@ class Calibrator:
         for batch in DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate_slices):
             images, _ = self.prepare_batch(batch, device)
             batch_scores, _ = network.score_images(
-                images, text.sign_features, text.anchor, text.selection.category_mask()
+                images, text.sign_features, text.anchor, text.selection.category_mask(), with_maps=False
             )
             scores.append(batch_scores.category_scores.float().cpu())
             labels.append(torch.as_tensor(batch["label"]).float())

@@ -104,6 +104,16 @@ def intended_decision_rule(content: dict) -> str:
     return "calibrated" if rule == "calibrated" and CALIBRATION_KEY in content else "paper"
 
 
+def recorded_method(content: dict) -> dict[str, str]:
+    """The method a model file was trained with, as inference overrides: ``method`` (files made before methods
+    were named: "sdmad") and, for mvfa, its ``mvfa_object``: what an app must build to load it."""
+    model = content.get(RUN_CONFIG_KEY, {}).get("model", {})
+    settings = {"method": model.get("method", "sdmad")}
+    if model.get("mvfa_object") is not None:
+        settings["mvfa_object"] = model["mvfa_object"]
+    return settings
+
+
 def checkpoint_or_none(value: str | Path | None) -> str | None:
     """A checkpoint path, or None for "none"/"null"/"" (the command line cannot pass None: MONAI drops it)."""
     return None if value is None or str(value).strip().lower() in ("", "none", "null") else str(value)

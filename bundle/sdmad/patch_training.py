@@ -1,4 +1,4 @@
-"""Stage 2 of method sdmad+mvfa: the patch heads, trained on the finished image path.
+"""Stage 2 of methods sdmad+mvfa and mvfa: the patch heads, trained on the finished image path (mvfa: CLIP's own).
 
 SD-MAD's loss trains the Shift Adapters (the image path) for the configured epochs; then the patch heads learn
 MVFA's losses (sdmad.losses.PatchLoss) on the few-shot items' patch tokens, computed once: the frozen CLIP and the

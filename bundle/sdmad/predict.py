@@ -16,7 +16,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sdmad.checkpoints import RUN_CONFIG_KEY, CheckpointError, intended_decision_rule, read_checkpoint
+from sdmad.checkpoints import (
+    RUN_CONFIG_KEY,
+    CheckpointError,
+    intended_decision_rule,
+    read_checkpoint,
+    recorded_method,
+)
 from sdmad.errors import SDMADError
 from sdmad.networks.sdmad_network import weights_identity
 from sdmad.runs import file_digests
@@ -75,15 +81,13 @@ def inference_overrides(checkpoint: Path, bundle_root: Path, pretrained: str | N
     model = run_config["model"]
     overrides = {key: model[key] for key in MODEL_KEYS}
     overrides.update(
-        method=model.get("method", "sdmad"),
+        **recorded_method(content),
         pretrained=find_weights(model["pretrained"], bundle_root, pretrained),
         sign_file=find_sign_file(model["sign_file"], bundle_root),
         categories=run_config["split"]["categories"],
         checkpoint=str(checkpoint),
         decision_rule=intended_decision_rule(content),
     )
-    if model.get("mvfa_object") is not None:  # method mvfa: the object of its state prompts
-        overrides["mvfa_object"] = model["mvfa_object"]
     overrides["save_maps"] = overrides["method"] != "sdmad"
     return overrides
 

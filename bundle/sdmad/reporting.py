@@ -198,8 +198,8 @@ def rule_name(multi_label: dict[str, Any], rule: str) -> str:
 METHOD_NOTES = {
     "sdmad": "SD-MAD, image level",
     "sdmad+mvfa": "SD-MAD with MVFA-style patch heads: the paper's pixel setting",
-    "mvfa": "the MVFA baseline: one anomaly score for every category, the anomaly map's peak; Eq. 8 reads "
-    "'peak > 0.5'; no sign is used",
+    "mvfa": "the MVFA baseline: one anomaly score for every category, the anomaly map's peak; its Eq. 8 decision: "
+    "the text map's peak > 0.5; no sign is used",
 }
 
 
@@ -216,7 +216,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- test set: {data['test_slices']} slices ({data['normal_slices']} normal); seed {run['seed']}; "
         f"device {run['device']}; config sha256 `{run['config_hash'][:12]}`",
         f"- decisions: **{rule_name(multi, multi['decision_rule'])}**; sign selection: "
-        f"{report['sign_selection']['mode']}",
+        + ("not used (two text states)" if method == "mvfa" else report["sign_selection"]["mode"]),
         f"- 95 % intervals: {ci['method']}, {ci['resamples']} resamples, seed {ci['seed']}",
         f"- {RESEARCH_USE_ONLY}",
         "",
@@ -266,11 +266,12 @@ def report_markdown(report: dict[str, Any]) -> str:
     for c, (name, value) in enumerate(protocols["category_auroc"]["per_category"].items()):
         counts, chosen = data["counts"][name], selection[name]
         forced = " (forced keep)" if chosen["forced_keep"] else ""
+        kept = "— (two states)" if method == "mvfa" else f"{chosen['kept']} / {chosen['dropped']}{forced}"
         threshold = f"{calibration['thresholds'][c]:.4f}" if calibration else "none"
         lines.append(
             f"| {name} | {counts['positive']} | {counts['negative']} | {counts['prevalence']:.3f} | "
             f"{_figure(value)} | {_pixel_cell(pixel.get(name))} | {multi['positive_decisions'][name]} | {threshold} | "
-            f"{chosen['kept']} / {chosen['dropped']}{forced} |"
+            f"{kept} |"
         )
     if calibration:
         lines += [
@@ -313,7 +314,8 @@ def headline(report: dict[str, Any], where: str | Path) -> str:
     protocols = report["protocols"]
     category, multi = protocols["category_auroc"], protocols["multi_label"]
     return (
-        f"evaluation ({'zero-shot CLIP' if report['run']['zero_shot'] else 'trained adapters'}, "
+        f"evaluation ({'zero-shot CLIP' if report['run']['zero_shot'] else 'trained model'}, "
+        f"method {report['run'].get('method', 'sdmad')}, "
         f"{report['data']['test_slices']} test slices, decisions: {rule_name(multi, multi['decision_rule'])}): "
         f"mean category AUROC {_figure(category['mean'])} ({category['defined']}/{category['total']} defined), "
         f"Hamming score {_figure(multi['hamming_score'])} (all-absent {_figure(multi['hamming_score_all_absent'])}"

@@ -121,3 +121,16 @@ def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup):
     assert [a["score"] for a in after] != [b["score"] for b in before]  # the new model is served
     assert client.get("/model/sdmad").content == model.read_bytes()
     assert client.get("/model/info/sdmad").json()["checksum"].startswith("SHA256:")
+
+
+def test_a_served_model_of_the_patch_path_is_built_as_it_was_trained(setup, tmp_path):
+    """The demo's model is method sdmad+mvfa: the app builds that network from the served file's run config, so
+    the model loads and scores (and its retraining would make the same method)."""
+    from conftest import trained_tiny_model
+
+    backbone, checkpoint = trained_tiny_model(tmp_path / "served", method="sdmad+mvfa")
+    conf = {**setup["conf"], "model": str(checkpoint), "pretrained": str(backbone)}
+    with in_process(setup, conf) as served:
+        response = served.post(f"/infer/sdmad?image={setup['labelled'][0]}&output=json")
+    assert response.status_code == 200, response.text
+    assert len(response.json()["slices"]) == 12

@@ -19,13 +19,13 @@ from sdmad.data.errors import DataError
 from sdmad.data.loading import IMAGE_SUFFIXES
 
 # BMAD's six data sets: the folder of MVFA's release (`<folder>_AD`) and the sign file of each
-BMAD_DATA_SETS = {  # name: (MVFA's folder, sign file, the object of method mvfa's state prompts)
+BMAD_DATA_SETS = {  # name: (MVFA's folder, sign file, the object of method mvfa's prompts: MVFA's own names)
     "BrainMRI": ("Brain", "bmad_brainmri.yaml", "brain"),
     "LiverCT": ("Liver", "bmad_liverct.yaml", "liver"),
-    "RESC": ("Retina_RESC", "bmad_resc.yaml", "retina"),
-    "OCT17": ("Retina_OCT2017", "bmad_oct2017.yaml", "retina"),
-    "ChestXray": ("Chest", "bmad_chestxray.yaml", "chest"),
-    "HIS": ("Histopathology", "bmad_his.yaml", "tissue"),
+    "RESC": ("Retina_RESC", "bmad_resc.yaml", "retinal OCT"),
+    "OCT17": ("Retina_OCT2017", "bmad_oct2017.yaml", "retinal OCT"),
+    "ChestXray": ("Chest", "bmad_chestxray.yaml", "chest X-ray film"),
+    "HIS": ("Histopathology", "bmad_his.yaml", "histopathological image"),
 }
 BMAD_NAMES = tuple(BMAD_DATA_SETS)
 SPLITS = ("valid", "test")
@@ -44,7 +44,8 @@ def bmad_sign_file(name: str) -> str:
 
 
 def bmad_object(name: str) -> str:
-    """The object method mvfa's prompts name for a BMAD data set ("brain", "liver", ...); another name: "organ"."""
+    """The object method mvfa's prompts name for a BMAD data set ("brain", "retinal OCT", ...); another name:
+    "organ"."""
     return BMAD_DATA_SETS.get(name, (None, None, "organ"))[2]
 
 

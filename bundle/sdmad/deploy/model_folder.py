@@ -5,7 +5,7 @@
       configs/metadata.json       the bundle's metadata
       configs/signs/<name>.yaml   the sign file the adapters were trained with
       configs/model.yaml          what this model sets: model_name, pretrained, quick_gelu, image_size,
-                                  decision_rule (that of the training run), ...
+                                  decision_rule and method (those of the training run), ...
       models/model.pt             the trained Shift Adapters (`model.pt` of a training run)
       models/<weights file>       the CLIP weights, when `pretrained` is a local file (an open_clip tag stays a tag);
                                   its name is kept: the checkpoint's configuration record names it
@@ -26,7 +26,13 @@ from pathlib import Path
 import yaml
 
 from sdmad.calibration import check_decision_rule
-from sdmad.checkpoints import CALIBRATION_KEY, checkpoint_or_none, intended_decision_rule, read_checkpoint
+from sdmad.checkpoints import (
+    CALIBRATION_KEY,
+    checkpoint_or_none,
+    intended_decision_rule,
+    read_checkpoint,
+    recorded_method,
+)
 from sdmad.networks.clip_loading import no_weights
 
 INFERENCE_CONFIG = Path("configs") / "inference.yaml"
@@ -86,6 +92,7 @@ def make_model_folder(
         "decision_rule": decision_rule,
         "sign_file": f"$@bundle_root + '/configs/signs/{sign_file.name}'",
         "checkpoint": "$@bundle_root + '/models/model.pt'" if checkpoint else None,
+        **recorded_method(content),  # the network the checkpoint needs (sdmad, sdmad+mvfa or mvfa)
     }
     if image_size is not None:
         settings["image_size"] = int(image_size)

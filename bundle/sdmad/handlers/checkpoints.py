@@ -109,8 +109,14 @@ class BestModelSaver:
         self.best = float(value)
         self.best_epoch = engine.state.epoch  # ValidationHandler runs the evaluator with the trainer's epoch
         if idist.get_rank() == 0:
-            calibration = self.calibrator(unwrap(self.network), engine.state.sdmad_text) if self.calibrator else None
-            memory = patch_memory(self.network, self.support_loader, engine.state.device, engine.prepare_batch)
+            network = unwrap(self.network)
+            memory = patch_memory(network, self.support_loader, engine.state.device, engine.prepare_batch)
+            # thresholds of the scores the saved model will give: with its memory (method mvfa's scores use it)
+            previous, network.patch_memory = network.patch_memory, memory
+            try:
+                calibration = self.calibrator(network, engine.state.sdmad_text) if self.calibrator else None
+            finally:
+                network.patch_memory = previous
             save_model(self.network, self.path, calibration, self.run_config, memory)
 
     def state_dict(self) -> dict:

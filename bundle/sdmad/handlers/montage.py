@@ -46,13 +46,25 @@ def zero_shot_maps(network: Any, engine: Engine, slices: list[dict]) -> np.ndarr
     return maps.maps.float().cpu().numpy()
 
 
+def _candidates(rows: list[dict], category: int, method: str) -> list[dict]:
+    """The rows a category's montage row is chosen from: all of them; for method mvfa, whose scores are one anomaly
+    score for every category (so every category's top slice would be the same), the slices showing that category
+    when the rows have labels (a picture only: nothing is chosen for the model)."""
+    if method == "mvfa":
+        showing = [row for row in rows if "label" in row and row["label"][category]]
+        return showing or rows
+    return rows
+
+
 def map_montage(engine: Engine, network: Any, rows: list[dict], path: Path, zero_shot: bool) -> Path | None:
     """The montage (None without maps): one row per category, its highest-scoring test slice."""
     rows = [row for row in rows if "maps" in row]
     if not rows:
         return None
     categories = network.signs.category_names
-    chosen = [max(rows, key=lambda r, c=c: r["scores"][c]) for c in range(len(categories))]
+    chosen = [
+        max(_candidates(rows, c, network.method), key=lambda r, c=c: r["scores"][c]) for c in range(len(categories))
+    ]
     slices = _test_slices(engine, chosen)
     baseline = None if zero_shot else zero_shot_maps(network, engine, slices)
     image_size = network.config_record()["image_size"]
@@ -78,4 +90,5 @@ def map_montage(engine: Engine, network: Any, rows: list[dict], path: Path, zero
                 mask=None if mask is None else np.asarray(mask).max(axis=0) > 0.5,
             )
         )
-    return montage_png(montage, path, "each category's highest-scoring test slice (white: ground truth, all findings)")
+    which = "test slice showing it" if network.method == "mvfa" else "test slice"
+    return montage_png(montage, path, f"each category's highest-scoring {which} (white: ground truth, all findings)")

@@ -47,7 +47,9 @@ class EvaluationReport(PredictionWriter):
         text = engine.state.sdmad_text
         selection = text.selection
         aurocs = {name: engine.state.metrics.get(f"auroc/{name}") for name in categories}
-        plots = [self.output_dir / name for name in ("roc_curves.png", "category_auroc.png", "sign_map.png")]
+        uses_signs = network.method != "mvfa"  # mvfa's text is two states: no sign selection to draw
+        names = ("roc_curves.png", "category_auroc.png") + (("sign_map.png",) if uses_signs else ())
+        plots = [self.output_dir / name for name in names]
         roc_curves(
             arrays["scores"],
             arrays["label"],
@@ -57,14 +59,15 @@ class EvaluationReport(PredictionWriter):
             text.calibration.thresholds if text.calibration is not None else None,
         )
         auroc_bars(categories, aurocs, engine.state.metrics.get("mean_category_auroc"), plots[1])
-        sign_map(
-            text.sign_features.cpu().numpy(),
-            selection.sign_category.cpu().numpy(),
-            selection.kept.cpu().numpy(),
-            text.anchor.cpu().numpy(),
-            categories,
-            plots[2],
-        )
+        if uses_signs:
+            sign_map(
+                text.sign_features.cpu().numpy(),
+                selection.sign_category.cpu().numpy(),
+                selection.kept.cpu().numpy(),
+                text.anchor.cpu().numpy(),
+                categories,
+                plots[2],
+            )
         if network.has_patch_path:
             montage = map_montage(
                 engine,

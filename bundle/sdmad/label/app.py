@@ -3,7 +3,8 @@
 Server config (`--conf key value`): `bundle_root` (default: two folders above the app), `model` (the served
 checkpoint, default `<bundle>/models/model.pt`; missing: zero-shot CLIP until the first training),
 `model_name`, `pretrained`, `quick_gelu`, `sign_file`, `decision_rule` (paper, or calibrated: the thresholds stored
-in the served model), `max_epochs` (the bound of one training), `slices`;
+in the served model), `method` and `mvfa_object` (default: the served model's), `max_epochs` (the bound of one
+training), `slices`;
 `cors_origins` and `allowed_hosts` are read by the web server (sdmad.label.server).
 
 It is served by sdmad.label.server (`--uvicorn_app sdmad.label.server:app`, as scripts/monailabel_app/serve.py
@@ -22,6 +23,7 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 
 import sdmad
+from sdmad.checkpoints import read_checkpoint, recorded_method
 from sdmad.errors import one_line, project_error
 from sdmad.label import SERVER_APP
 from sdmad.label.datastore import StudiesDatastore
@@ -31,7 +33,17 @@ from sdmad.label.uncertainty import UncertaintyCache, UncertaintyStrategy
 from sdmad.predictor import BundlePredictor
 
 logger = logging.getLogger(__name__)
-BACKBONE_KEYS = ("model_name", "pretrained", "quick_gelu", "sign_file", "image_size", "device", "decision_rule")
+BACKBONE_KEYS = (
+    "model_name",
+    "pretrained",
+    "quick_gelu",
+    "sign_file",
+    "image_size",
+    "device",
+    "decision_rule",
+    "method",
+    "mvfa_object",
+)
 
 
 class SDMADLabelApp(MONAILabelApp):
@@ -40,7 +52,13 @@ class SDMADLabelApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
         self.bundle_root = Path(conf.get("bundle_root", Path(app_dir).resolve().parents[1]))
         self.model_path = Path(conf.get("model", self.bundle_root / "models" / "model.pt"))
-        self.overrides: dict[str, Any] = {key: conf_value(conf[key]) for key in BACKBONE_KEYS if key in conf}
+        # the served model's method (sdmad, sdmad+mvfa, mvfa) unless the conf names one: inference builds the
+        # network it needs, and training makes models of the same method
+        served = recorded_method(read_checkpoint(self.model_path)) if self.model_path.is_file() else {}
+        self.overrides: dict[str, Any] = {
+            **served,
+            **{key: conf_value(conf[key]) for key in BACKBONE_KEYS if key in conf},
+        }
         self.predictor = BundlePredictor(
             self.bundle_root,
             {**self.overrides, "checkpoint": str(self.model_path), "num_workers": 0},

@@ -136,13 +136,15 @@ def memory_distance(patches: torch.Tensor, memory: torch.Tensor, chunk: int = 40
     return ((1.0 - nearest) / 2.0).reshape(patches.shape[:2])
 
 
-def map_scores(maps: torch.Tensor, num_categories: int) -> Scores:
-    """Method mvfa's image-level outputs from its ``[B, 1 + C, g, g]`` maps: the anomaly map's peak (MVFA's image
-    score on data sets with masks) for the anomaly score and for every category (the two states know no
-    categories); a decision where the peak passes 0.5 (the abnormal state more likely than the normal one)."""
-    peak = maps[:, 0].flatten(1).amax(dim=1)
+def map_scores(maps: PatchMaps, num_categories: int) -> Scores:
+    """Method mvfa's image-level outputs from its maps: the anomaly map's peak (MVFA's image score on data sets with
+    masks; with the few-shot memory mixed in) for the anomaly score and for every category (the two states know no
+    categories). Its decision, the counterpart of Eq. 8: the text map's peak passes 0.5, i.e. at some patch the
+    abnormal state is nearer than the normal one (the memory has no such point)."""
+    peak = maps.maps[:, 0].flatten(1).amax(dim=1)
+    text = torch.stack([torch.sigmoid(logits[:, 0]) for logits in maps.level_logits]).mean(dim=0)
+    margins = (text.flatten(1).amax(dim=1) - 0.5)[:, None].expand(-1, num_categories)
     scores = peak[:, None].expand(-1, num_categories)
-    margins = scores - 0.5
     return Scores(category_scores=scores, decisions=margins > 0, anomaly_score=peak, margins=margins)
 
 

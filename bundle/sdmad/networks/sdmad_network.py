@@ -191,7 +191,9 @@ class SDMADNetwork(nn.Module):
             for b in self.patch_heads:  # registered after the adapters' hooks: they see the adapted tokens
                 visual_blocks[int(b) - 1].register_forward_hook(self._capture_hook(b))
         logger.info(
-            "SD-MAD adapters on image blocks %s of %d (1-based)%s",
+            "method %s: %s on image blocks %s of %d (1-based)%s",
+            method,
+            "patch heads" if method == "mvfa" else "Shift Adapters",
             self.image_blocks,
             len(visual_blocks),
             " and on the last text block" if text_adapter else "",
@@ -278,7 +280,7 @@ class SDMADNetwork(nn.Module):
     def encode_images_and_tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """[B, E] image features and, per adapted block, its [B, N, W] output patch tokens (patch path only)."""
         if not self.has_patch_path:
-            raise ValueError("this network has no patch path: build it with method 'sdmad+mvfa'")
+            raise ValueError("this network has no patch path: build it with method 'sdmad+mvfa' or 'mvfa'")
         self._captured.clear()
         self._capturing = True
         try:
@@ -311,22 +313,28 @@ class SDMADNetwork(nn.Module):
         return patch_maps(level_patches, sign_features, anchor, category_mask, self.logit_scale, self.patch_memory)
 
     def score_images(
-        self, images: torch.Tensor, sign_features: torch.Tensor, anchor: torch.Tensor, category_mask: torch.Tensor
+        self,
+        images: torch.Tensor,
+        sign_features: torch.Tensor,
+        anchor: torch.Tensor,
+        category_mask: torch.Tensor,
+        with_maps: bool = True,
     ) -> tuple[Scores, PatchMaps | None]:
-        """A batch's scores against the given text side and, with the patch path, its maps: Eq. 7-8 on the image
-        features, or for method mvfa the anomaly map's peak (sdmad.networks.patch_path.map_scores)."""
-        if not self.has_patch_path:
+        """A batch's scores against the given text side and, with the patch path and ``with_maps``, its maps:
+        Eq. 7-8 on the image features, or for method mvfa the anomaly map's peak
+        (sdmad.networks.patch_path.map_scores; its scores always need the maps)."""
+        if not self.has_patch_path or (not with_maps and self.method != "mvfa"):
             return score_images(self.encode_images(images), sign_features, anchor, category_mask), None
         features, patches = self.encode_images_and_patches(images)
         maps = self.maps(patches, sign_features, anchor, category_mask)
         if self.method == "mvfa":
-            return map_scores(maps.maps, category_mask.shape[0]), maps
+            return map_scores(maps, category_mask.shape[0]), maps
         return score_images(features, sign_features, anchor, category_mask), maps
 
     def stage_one_parameters(self) -> list[nn.Parameter]:
         """What the SD-MAD trainer's optimiser updates: the trainable adapters. Method mvfa has no stage 1 (its
-        trainer runs no epoch; the heads learn in stage 2): its optimiser holds the heads, which it never steps,
-        because torch refuses an optimiser without parameters."""
+        trainer runs one empty epoch; the heads learn in stage 2): its optimiser holds the heads, which it never
+        steps, because torch refuses an optimiser without parameters."""
         if self.method == "mvfa":
             return list(self.patch_heads.parameters())
         return [p for p in self.parameters() if p.requires_grad]
@@ -341,7 +349,8 @@ class SDMADNetwork(nn.Module):
         sign_features = self.sign_features()
         if selection is None:
             selection = select_signs(sign_features, self.sign_category, self.signs.category_names)
-        return self.score_images(images, sign_features, self.anchor_feature(), selection.category_mask())[0]
+        mask = selection.category_mask()
+        return self.score_images(images, sign_features, self.anchor_feature(), mask, with_maps=False)[0]
 
     def forward(self, images: torch.Tensor, output: str = "scores"):
         """[B, 3, H, W] -> [B, C]: s_c, the max cosine over each category's kept signs.

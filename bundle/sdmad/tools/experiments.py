@@ -26,9 +26,9 @@ VARIANT_NAMES = {
 }
 # method mvfa's rows: its "adapters" are the patch heads, its zero-shot model CLIP's two-state maps
 MVFA_VARIANT_NAMES = {
-    "zero_shot": "zero-shot CLIP, two states (heads off), peak > 0.5",
+    "zero_shot": "zero-shot CLIP, two states (heads off), text peak > 0.5",
     "zero_shot_calibrated": "zero-shot CLIP, two states, calibrated",
-    "trained": "MVFA baseline (trained heads), peak > 0.5",
+    "trained": "MVFA baseline (trained heads), text peak > 0.5",
     "trained_calibrated": "MVFA baseline, calibrated",
 }
 
@@ -218,6 +218,7 @@ def multi_seed(
         trained, untrained = (
             root / "runs" / name / folder / "report.json" for folder in ("evaluating", "evaluating_zero_shot")
         )
+        method = json.loads(trained.read_text())["run"].get("method", "sdmad")  # the same for every seed
         per_seed[seed] = report_variants(trained, "trained")
         per_category[seed] = {"trained": category_aurocs(trained)}
         if zero_shot:
@@ -226,7 +227,7 @@ def multi_seed(
             per_category[seed]["zero_shot"] = category_aurocs(untrained)
         logger.info("seed %d: %s", seed, per_seed[seed])
     summary = summarise_seeds(per_seed)
-    summary["method"] = json.loads(trained.read_text())["run"].get("method", "sdmad")
+    summary["method"] = method
     summary["per_category_auroc"] = per_category
     summary["command"] = command
     out = root / "runs" / run_name

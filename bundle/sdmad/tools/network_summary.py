@@ -45,15 +45,20 @@ def describe_network(
     scores = network(images)
     seconds = time.perf_counter() - start
     selection = network.select_signs()
-    adapter = next(iter(network.image_adapters.values()))
+    adapter = next(iter(network.image_adapters.values()), None)  # method mvfa has none
+    image_adapters = (
+        f"on blocks {network.image_blocks} (1-based), lambda {adapter.lam}, bottleneck {adapter.down.out_features}, "
+        f"{type(adapter.act).__name__}"
+        if adapter is not None
+        else f"none (method {network.method}: CLIP's own stream)"
+    )
     text_depth = len(network.clip.transformer.resblocks)
     text_adapter = f"on the last of {text_depth} text blocks" if network.text_adapter is not None else "none"
     lines = [
         f"backbone           {network.backbone}",
         f"image input        3 x {image_size} x {image_size} -> {grid[0]} x {grid[1]} patches, "
         f"{len(visual.transformer.resblocks)} blocks of width {visual.transformer.width}",
-        f"image adapters     on blocks {network.image_blocks} (1-based), lambda {adapter.lam}, "
-        f"bottleneck {adapter.down.out_features}, {type(adapter.act).__name__}",
+        f"image adapters     {image_adapters}",
         f"text adapter       {text_adapter}",
         f"patch heads        {_patch_heads(network)}",
         f"parameters         {total:,} in all, {trainable:,} trainable ({100 * trainable / total:.2f} %), "
