@@ -76,3 +76,21 @@ def test_multi_label_section_all_absent_figures_equal_a_hand_computation():
     assert section["decision_rule"] == "calibrated"
     without = multi_label_section(arrays, ["a", "b"], "paper", None)
     assert without["rules"]["calibrated"].startswith("not available")
+
+
+def test_map_thresholds_maximise_dice_on_the_pixel_labels():
+    from sdmad.calibration import dice_threshold
+    from sdmad.maps import label_slice
+
+    positive, negative = torch.zeros(10), torch.zeros(10)
+    positive[[3, 4]] = torch.tensor([5.0, 20.0])  # findings' pixels at values 0.3-0.5
+    negative[[0, 1, 2, 3]] = torch.tensor([100.0, 50.0, 10.0, 1.0])  # the others below 0.4
+    # t = 0.3: 2 * 25 / (50 + 1) = 0.98; t = 0.4: 2 * 20 / (40 + 5) = 0.89; t = 0.2: 50 / 61
+    assert dice_threshold(positive, negative, default=0.5) == pytest.approx(0.3)
+    assert dice_threshold(torch.zeros(10), negative, default=0.5) == 0.5  # no labelled pixel: the default
+    maps = np.zeros((3, 2, 2), dtype=np.float32)
+    maps[1] = [[0.35, 0.1], [0.6, 0.0]]
+    maps[2] = [[0.2, 0.9], [0.7, 0.0]]
+    # per-category thresholds, only categories decided present, the highest map wins
+    assert label_slice(maps, [True, True], [0.3, 0.8]).tolist() == [[1, 2], [1, 0]]
+    assert label_slice(maps, [True, False], 0.5).tolist() == [[0, 0], [1, 0]]

@@ -96,6 +96,15 @@ def test_inference_writes_maps_in_the_inputs_geometry_and_overlays(mapped_run, p
     np.testing.assert_allclose(canonical[0].get_fdata(), canonical[1].get_fdata(), atol=1e-3)
     for volume in volumes:
         assert volume["overlays"] and all(Path(path).stat().st_size > 10_000 for path in volume["overlays"])
+    # the label image (what MONAI Label's sdmad_maps answers): the input's grid, each labelled voxel's category map
+    # passes one half there
+    labels = nib.load(by_format["nifti"]["labels"])
+    assert labels.shape == source.shape and labels.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(labels.affine, source.affine, atol=1e-4)
+    values, maps = np.asarray(labels.dataobj), from_nifti.get_fdata()
+    assert set(np.unique(values)) <= set(range(7)) and by_format["nifti"]["label_names"]["Craniotomy"] == 1
+    labelled = values > 0
+    assert (maps[..., 1:][labelled, values[labelled] - 1] >= 0.5).all()
 
 
 @pytest.mark.parametrize("kind", ["png", "dicom_file", "nifti"])

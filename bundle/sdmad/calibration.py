@@ -45,6 +45,9 @@ class Calibration:
     sign_selection: str
     positives: list[int]
     negatives: list[int]
+    # per category, the value its map must reach for a label image's pixel (sdmad.maps.label_slice): the best Dice
+    # on the same images' pixel labels; None without maps or pixel labels (then MAP_THRESHOLD, one half)
+    map_thresholds: list[float] | None = None
 
     def threshold_tensor(self, like: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(self.thresholds, dtype=like.dtype, device=like.device)
@@ -87,6 +90,23 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray, metric: str) -> float
         raise ValueError(f"calibration metric must be one of {CALIBRATION_METRICS}, got '{metric}'")
     best = int(np.flatnonzero(np.isclose(value, value.max()))[0])  # cuts descend: the first is the highest
     return _cut_between(np.sort(scores), float(cuts[best]))
+
+
+MAP_BINS = 200  # map values are binned to 0.005 for the map thresholds
+
+
+def dice_threshold(positive: torch.Tensor, negative: torch.Tensor, default: float) -> float:
+    """The threshold on a map (a bin's lower edge, bins equal over [0, 1]) whose "value >= t" best matches the
+    pixel labels by Dice, from the histograms of the labelled and the other pixels' values; among equally good
+    ones the highest; ``default`` without a labelled pixel."""
+    positive, negative = positive.double(), negative.double()
+    if float(positive.sum()) == 0:
+        return default
+    true_positive = positive.flip(0).cumsum(0).flip(0)  # pixels at or above each bin's lower edge
+    false_positive = negative.flip(0).cumsum(0).flip(0)
+    dice = 2 * true_positive / (2 * true_positive + false_positive + (positive.sum() - true_positive))
+    best = int(torch.nonzero(dice >= dice.max() - 1e-12).max())
+    return best / len(positive)
 
 
 def choose_thresholds(
@@ -170,6 +190,8 @@ class Calibrator:
         from monai.data import DataLoader
 
         from sdmad.data import collate_slices
+        from sdmad.maps import MAP_THRESHOLD
+        from sdmad.metrics import pixel_histograms
 
         dataset, source = self.dataset, "validation split"
         if len(dataset) == 0 and self.fallback_dataset is not None and len(self.fallback_dataset) > 0:
@@ -178,14 +200,18 @@ class Calibrator:
             logger.warning("no calibration images (empty validation split): no calibrated thresholds")
             return None
         device = text.sign_features.device
-        scores, labels = [], []
+        scores, labels, pixels = [], [], None
         for batch in DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate_slices):
             images, _ = self.prepare_batch(batch, device)
-            batch_scores, _ = network.score_images(
-                images, text.sign_features, text.anchor, text.selection.category_mask(), with_maps=False
+            masks = self.prepare_batch.masks(batch, device) if network.has_patch_path else None
+            batch_scores, maps = network.score_images(
+                images, text.sign_features, text.anchor, text.selection.category_mask(), with_maps=masks is not None
             )
             scores.append(batch_scores.category_scores.float().cpu())
             labels.append(torch.as_tensor(batch["label"]).float())
+            histograms = None if masks is None else pixel_histograms(maps.maps, *masks, MAP_BINS)
+            if histograms is not None:
+                pixels = histograms if pixels is None else (pixels[0] + histograms[0], pixels[1] + histograms[1])
         scores, labels = torch.cat(scores).numpy(), torch.cat(labels).numpy()
         calibration = choose_thresholds(
             scores,
@@ -202,4 +228,9 @@ class Calibrator:
             calibration.source,
             dict(zip(network.signs.category_names, (round(t, 4) for t in calibration.thresholds), strict=True)),
         )
+        if pixels is not None:  # categories only (channel 0 is the anomaly map)
+            calibration.map_thresholds = [
+                dice_threshold(pixels[0][1 + c], pixels[1][1 + c], MAP_THRESHOLD) for c in range(len(calibration.how))
+            ]
+            logger.info("map thresholds (best Dice on %s): %s", calibration.source, calibration.map_thresholds)
         return calibration

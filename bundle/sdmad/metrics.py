@@ -122,6 +122,30 @@ def score_histograms(
     )
 
 
+def pixel_histograms(
+    maps: torch.Tensor, masks: torch.Tensor | None, valid: torch.Tensor, has_mask: Any, num_bins: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``[K, num_bins]`` float64 histograms of a batch's map values over [0, 1], of pixels with a finding and of
+    the others, inside the slices that have pixel labels (None when none has): ``maps`` `[B, 1 + C, g, g]` (anomaly,
+    then categories) upsampled bilinearly to the masks' `[B, C, S, S]` (sdmad.data.PrepareSlices.masks); targets
+    the masks' union for the anomaly channel, each category's own mask for its channel; ``valid`` `[B, 1, S, S]`
+    the slices' extent, ``has_mask`` `[B]`."""
+    if masks is None or not bool(torch.as_tensor(has_mask).any()):
+        return None
+    has_mask = torch.as_tensor(has_mask).bool().to(maps.device)
+    masks, valid = masks[has_mask], valid[has_mask].bool()
+    maps = torch.nn.functional.interpolate(
+        maps[has_mask].float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
+    )
+    targets = torch.cat([masks.amax(dim=1, keepdim=True), masks], dim=1) > 0.5
+    inside = valid[:, 0]
+    pairs = [
+        score_histograms(maps[:, k][inside].clamp(0, 1), targets[:, k][inside], (0.0, 1.0), num_bins)
+        for k in range(maps.shape[1])
+    ]
+    return torch.stack([p for p, _ in pairs]), torch.stack([n for _, n in pairs])
+
+
 def auroc_from_histograms(positive: torch.Tensor, negative: torch.Tensor) -> float | None:
     """AUROC from score histograms over the same bins: P(score+ > score-) + P(same bin) / 2."""
     total_pos, total_neg = float(positive.sum()), float(negative.sum())
@@ -266,22 +290,12 @@ class PixelAUROC(Metric):
         if maps is None:
             return
         self._mapped += float(maps.shape[0])
-        if masks is None or not bool(torch.as_tensor(has_mask).any()):
+        histograms = pixel_histograms(maps, masks, valid, has_mask, self.num_bins)
+        if histograms is None:
             return
-        has_mask = torch.as_tensor(has_mask).bool().to(maps.device)
-        masks, valid = masks[has_mask], valid[has_mask].bool()
-        self._slices += float(masks.shape[0])
-        maps = torch.nn.functional.interpolate(
-            maps[has_mask].float(), size=masks.shape[-2:], mode="bilinear", align_corners=False
-        )
-        targets = torch.cat([masks.amax(dim=1, keepdim=True), masks], dim=1) > 0.5
-        inside = valid[:, 0]
-        for channel in range(len(self.names)):
-            positive, negative = score_histograms(
-                maps[:, channel][inside].clamp(0, 1), targets[:, channel][inside], (0.0, 1.0), self.num_bins
-            )
-            self._positive[channel] += positive
-            self._negative[channel] += negative
+        self._slices += float(torch.as_tensor(has_mask).sum())
+        self._positive += histograms[0]
+        self._negative += histograms[1]
 
     @sync_all_reduce("_positive", "_negative", "_slices", "_mapped")
     def compute(self) -> dict[str, float | None]:

@@ -109,3 +109,32 @@ def montage_png(rows: Sequence[MontageRow], path: str | Path, title: str) -> Pat
     path = Path(path)
     _save(figure, path)
     return path
+
+
+def label_overlay_png(
+    image: np.ndarray, labels: np.ndarray, label_names: dict[str, int], title: str, path: str | Path
+) -> Path:
+    """A slice in grey beside the same slice with a label image over it (one colour per label value, as a viewer
+    draws a segmentation), the legend naming each value shown."""
+    figure, axes = plt.subplots(1, 2, figsize=(9, 4.6), layout="constrained")
+    grey = display_window(np.asarray(image, dtype=np.float32))
+    colours = plt.get_cmap("tab10")
+    for ax in axes:
+        ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.axis("off")
+    shown = [(name, value) for name, value in label_names.items() if (labels == value).any()]
+    overlay = np.zeros((*labels.shape, 4))
+    for _, value in shown:
+        overlay[labels == value] = (*colours((value - 1) % 10)[:3], 0.55)
+    axes[1].imshow(overlay, interpolation="nearest")
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=colours((value - 1) % 10), label=f"{value}: {_short(name, 30)}")
+        for name, value in shown
+    ]
+    axes[1].legend(handles=handles or [plt.Rectangle((0, 0), 1, 1, color="none", label="no label")], fontsize=7)
+    axes[0].set_title("slice", fontsize=9)
+    axes[1].set_title("label image", fontsize=9)
+    figure.suptitle(title + "  (research use only)", fontsize=9)
+    path = Path(path)
+    _save(figure, path)
+    return path

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -73,9 +74,18 @@ class BundlePredictor:
                 "zero-shot CLIP (adapters off)" if untrained or not self.checkpoint else self.checkpoint,
             )
 
-    def predict(self, scan: str | Path | MetaTensor) -> dict[str, Any]:
+    @property
+    def has_maps(self) -> bool:
+        """Whether the served network makes maps (a method with the patch path)."""
+        return self.network.has_patch_path
+
+    def predict(self, scan: str | Path | MetaTensor, maps_dir: str | Path | None = None) -> dict[str, Any]:
         """`predictions.json` of the inference run on ``scan``: a file, a DICOM series folder, or a volume already
-        in memory (a channel-first MetaTensor with its affine; its meta `filename_or_obj` names it in the output)."""
+        in memory (a channel-first MetaTensor with its affine; its meta `filename_or_obj` names it in the output).
+
+        With ``maps_dir`` (a network with the patch path, a scan file or series folder), each volume's maps and
+        label image NIfTI (sdmad.handlers.InferenceWriter) are kept there; its entry names them ("maps",
+        "labels") with its "label_names"."""
         with self._lock, tempfile.TemporaryDirectory() as out:
             self.refresh_weights()
             # a tuple is a leaf to the config parser (a dict or list would be parsed as config)
@@ -83,5 +93,14 @@ class BundlePredictor:
                 ({"image": scan, "id": scan.meta["filename_or_obj"]},) if isinstance(scan, MetaTensor) else str(scan)
             )
             self.parser["output_dir"] = out
+            self.parser["save_maps"], self.parser["max_overlays"] = maps_dir is not None, 0
             self.parser.get_parsed_content("evaluator", lazy=False).run()
-            return json.loads((Path(out) / "predictions.json").read_text())
+            predictions = json.loads((Path(out) / "predictions.json").read_text())
+            if maps_dir is not None:
+                Path(maps_dir).mkdir(parents=True, exist_ok=True)
+                for volume in predictions["volumes"]:
+                    for key in [k for k in ("maps", "labels") if k in volume]:  # none for a 2-D image
+                        kept = Path(maps_dir) / Path(volume[key]).name
+                        shutil.move(volume[key], kept)
+                        volume[key] = str(kept)
+            return predictions

@@ -85,11 +85,14 @@ def in_process(setup: dict, conf: dict | None = None) -> Iterator:
     from sdmad.label.server import create_app
 
     settings.MONAI_LABEL_APP_DIR, settings.MONAI_LABEL_STUDIES = str(setup["app"]), str(setup["studies"])
-    settings.MONAI_LABEL_APP_CONF = setup["conf"]
+    settings.MONAI_LABEL_APP_CONF = conf or setup["conf"]  # the app's own conf (served model, backbone, ...)
     clear_cache()
-    with TestClient(create_app(conf or setup["conf"]), base_url=LOOPBACK) as client:
-        yield client
-    clear_cache()
+    try:
+        with TestClient(create_app(conf or setup["conf"]), base_url=LOOPBACK) as client:
+            yield client
+    finally:  # a later app of the set-up's conf (an open module-scoped client rebuilds it) is the set-up's again
+        settings.MONAI_LABEL_APP_CONF = setup["conf"]
+        clear_cache()
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ Runs in the label environment (`make label-env`; `make test` runs it); skipped w
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -123,14 +124,62 @@ def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup):
     assert client.get("/model/info/sdmad").json()["checksum"].startswith("SHA256:")
 
 
-def test_a_served_model_of_the_patch_path_is_built_as_it_was_trained(setup, tmp_path):
-    """The demo's model is method sdmad+mvfa: the app builds that network from the served file's run config, so
-    the model loads and scores (and its retraining would make the same method)."""
+def test_a_served_model_of_the_patch_path_gives_label_images_in_the_studys_geometry(setup, tmp_path):
+    """The demo's model is method sdmad+mvfa: the app builds that network from the served file's run config, lists
+    the segmentation model `sdmad_maps` (categories as label values 1..C), and answers a label image in the study's
+    voxel grid and affine, equal to the bundle inference's label volume; NRRD when the viewer asks for it."""
+    import itk
+    import nibabel as nib
+    import numpy as np
     from conftest import trained_tiny_model
+    from monai.bundle import run
+    from requests_toolbelt.multipart import decoder
 
     backbone, checkpoint = trained_tiny_model(tmp_path / "served", method="sdmad+mvfa")
     conf = {**setup["conf"], "model": str(checkpoint), "pretrained": str(backbone)}
+    name = setup["labelled"][0]
+    study = setup["studies"] / f"{name}.nii.gz"
+    run(
+        "inference",
+        config_file=str(Path(setup["conf"]["bundle_root"]) / "configs" / "inference.yaml"),
+        bundle_root=setup["conf"]["bundle_root"],
+        model_name="sdmad-tiny",
+        pretrained=str(backbone),
+        checkpoint=str(checkpoint),
+        method="sdmad+mvfa",
+        save_maps=True,
+        input=str(study),
+        output_dir=str(tmp_path / "bundle"),
+        num_workers=0,
+    )
+    expected = nib.load(tmp_path / "bundle" / "maps" / f"{name}_labels.nii.gz")
     with in_process(setup, conf) as served:
-        response = served.post(f"/infer/sdmad?image={setup['labelled'][0]}&output=json")
-    assert response.status_code == 200, response.text
-    assert len(response.json()["slices"]) == 12
+        info = served.get("/info/").json()["models"]
+        image = served.post(f"/infer/sdmad_maps?image={name}&output=image")
+        both = served.post(f"/infer/sdmad_maps?image={name}", data={"params": '{"result_extension": ".nrrd"}'})
+        findings = served.post(f"/infer/sdmad?image={name}&output=json")
+        refused = served.post(f"/infer/sdmad?image={name}&output=image")
+        left = list(Path(served.app.state.scratch).iterdir())
+    assert info["sdmad_maps"]["type"] == "segmentation" and info["sdmad"]["type"] == "classification"
+    assert info["sdmad_maps"]["labels"] == {c: v for v, c in enumerate(info["sdmad"]["labels"], start=1)}
+    assert image.status_code == 200, image.text
+    (tmp_path / "served.nii.gz").write_bytes(image.content)
+    served_label = nib.load(tmp_path / "served.nii.gz")
+    scan = nib.load(study)
+    assert served_label.shape == scan.shape and np.allclose(served_label.affine, scan.affine)
+    assert np.array_equal(np.asarray(served_label.dataobj), np.asarray(expected.dataobj))
+    assert findings.status_code == 200 and len(findings.json()["slices"]) == 12
+    assert refused.status_code == 400 and "sdmad_maps" in refused.json()["detail"]
+    parts = {
+        part.headers[b"Content-Disposition"].split(b'name="')[1].split(b'"')[0]: part
+        for part in decoder.MultipartDecoder(both.content, both.headers["content-type"]).parts
+    }
+    assert json.loads(parts[b"params"].content)["label_names"] == info["sdmad_maps"]["labels"]
+    (tmp_path / "served.nrrd").write_bytes(parts[b"image"].content)
+    nrrd = itk.imread(str(tmp_path / "served.nrrd"))
+    assert np.array_equal(itk.array_view_from_image(nrrd).T, np.asarray(expected.dataobj))  # ITK's order is z, y, x
+    assert not left  # every result file removed once sent
+
+
+def test_an_image_only_model_lists_no_segmentation_model(client):
+    assert "sdmad_maps" not in client.get("/info/").json()["models"]

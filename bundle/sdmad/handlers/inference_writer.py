@@ -93,9 +93,11 @@ def overlay_slices(members: list[dict], limit: int) -> list[dict]:
 class InferenceWriter(PredictionWriter):
     """`slices.csv`, `volumes.csv`, `predictions.json` and `errors.csv` (the skipped unreadable scans, with their
     reasons; only a header when none) in ``output_dir`` after the run (rank 0), each written atomically; with
-    ``save_maps`` (method sdmad+mvfa), per volume a NIfTI of its maps in the input's geometry
-    (`maps/<scan>_maps.nii.gz`: anomaly, then one channel per category) and overlay PNGs of its positive or
-    top-scoring slices (`overlays/<scan>_slice<k>.png`).
+    ``save_maps`` (a method with the patch path), per volume a NIfTI of its maps in the input's geometry
+    (`maps/<scan>_maps.nii.gz`: anomaly, then one channel per category), its label image (`maps/<scan>_labels.nii.gz`,
+    uint8: category c + 1 where its map is highest among those decided present on the slice and reaches its map
+    threshold, calibrated on the validation split's pixel labels when there were some, else one half;
+    sdmad.maps.label_slice) and overlay PNGs of its positive or top-scoring slices (`overlays/<scan>_slice<k>.png`).
 
     Args:
         output_dir: where to write.
@@ -132,10 +134,21 @@ class InferenceWriter(PredictionWriter):
 
     def _write_maps(self, volumes: list[dict], network: Any) -> None:
         """The maps NIfTI and overlays of every volume, recorded in its ``volumes`` entry."""
-        from sdmad.maps import display_volume, native_maps, slice_positions, write_map_nifti
+        from sdmad.maps import (
+            MAP_THRESHOLD,
+            display_volume,
+            label_slice,
+            native_maps,
+            slice_positions,
+            write_label_nifti,
+            write_map_nifti,
+        )
         from sdmad.overlays import MappedSlice, overlay_png
 
         categories = network.signs.category_names
+        label_names = {name: value for value, name in enumerate(categories, start=1)}  # 0: background
+        calibration = network.calibration
+        limits = calibration.map_thresholds if calibration and calibration.map_thresholds else MAP_THRESHOLD
         image_size = network.config_record()["image_size"]
         by_source: dict[str, list[dict]] = {}
         for row in self.collector.rows:
@@ -149,6 +162,12 @@ class InferenceWriter(PredictionWriter):
             if display.ndim == 4:
                 path = self.output_dir / "maps" / f"{stem}_maps.nii.gz"
                 volume["maps"] = str(write_map_nifti(display, maps, ["anomaly", *categories], path))
+                labels = {
+                    r["slice_index"]: label_slice(maps[r["slice_index"]], r["decisions"], limits) for r in members
+                }
+                path = self.output_dir / "maps" / f"{stem}_labels.nii.gz"
+                volume["labels"] = str(write_label_nifti(display, labels, label_names, path))
+                volume["label_names"] = label_names
             positions = slice_positions(display) if display.ndim == 4 else {0: None}
             volume["overlays"] = []
             for row in overlay_slices(members, self.max_overlays):

@@ -28,7 +28,7 @@ from sdmad.errors import one_line, project_error
 from sdmad.label import SERVER_APP
 from sdmad.label.datastore import StudiesDatastore
 from sdmad.label.errors import Invalid, NotFound, ServerError
-from sdmad.label.tasks import SDMADInferTask, SDMADTrainTask
+from sdmad.label.tasks import SDMADInferTask, SDMADMapsTask, SDMADTrainTask
 from sdmad.label.uncertainty import UncertaintyCache, UncertaintyStrategy
 from sdmad.predictor import BundlePredictor
 
@@ -47,7 +47,8 @@ BACKBONE_KEYS = (
 
 
 class SDMADLabelApp(MONAILabelApp):
-    """Infer (`sdmad`), train (`sdmad`) and active learning (`sdmad_uncertainty`) over the bundle's configs."""
+    """Infer (`sdmad`: findings; `sdmad_maps`: the maps as a label image, for a model with the patch path), train
+    (`sdmad`) and active learning (`sdmad_uncertainty`) over the bundle's configs."""
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
         self.bundle_root = Path(conf.get("bundle_root", Path(app_dir).resolve().parents[1]))
@@ -81,7 +82,10 @@ class SDMADLabelApp(MONAILabelApp):
         return StudiesDatastore(self.studies, self.predictor.categories, settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD)
 
     def init_infers(self) -> dict:
-        return {"sdmad": SDMADInferTask(self.predictor, self.model_path)}
+        infers = {"sdmad": SDMADInferTask(self.predictor, self.model_path)}
+        if self.predictor.has_maps:  # a served model with the patch path: its maps as a label image
+            infers["sdmad_maps"] = SDMADMapsTask(self.predictor, self.model_path)
+        return infers
 
     def init_trainers(self) -> dict:
         return {

@@ -9,7 +9,7 @@ train inside the server with `run_sync`. Here:
 - info updates must be JSON objects (MONAI Label's failed with a 500 on any other JSON);
 - `GET /datastore/image` of a DICOM series answers it as NIfTI (the volume inference sees); generated files live
   in the server's scratch folder and are removed after the response (the whole folder at shutdown);
-- inference takes study ids only and answers JSON;
+- inference takes study ids only; it answers JSON, and a label image for the segmentation model only;
 - training: options checked up front, one at a time (409), never inside the server (`run_sync` refused);
 - the served model is not uploaded or deleted over the API.
 
@@ -25,10 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 from monailabel.config import settings
-from monailabel.endpoints.infer import ResultType
+from monailabel.endpoints.infer import ResultType, send_response
 from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.utils.app import app_instance
 from monailabel.utils.others.generic import file_checksum, get_mime_type
@@ -84,8 +84,10 @@ def _generated_file(request: Request, name: str, make: Callable[[Path], Path], m
     )
 
 
-@router.post("/infer/{model}", tags=["Infer"], summary="Per-category findings of a study (JSON)")
+@router.post("/infer/{model}", tags=["Infer"], summary="Findings of a study (JSON), and its label image (sdmad_maps)")
 def infer(
+    request: Request,
+    background_tasks: BackgroundTasks,
     model: str,
     image: str = "",
     output: ResultType | None = None,
@@ -94,7 +96,11 @@ def infer(
     file: UploadFile | None = File(None),
     label: UploadFile | None = File(None),
     user: User = Depends(RBAC(USER)),
-) -> dict[str, Any]:
+) -> Any:
+    """`sdmad`: JSON findings. `sdmad_maps` (a model with the patch path): the label image too, as MONAI Label's
+    own endpoint answers it (output=image: the file; all or none: multipart `params` + `image`; json); the file
+    (NIfTI, or NRRD with `result_extension` .nrrd as the Slicer and OHIF plugins ask) lives in the server's scratch
+    folder and is removed once sent."""
     if file is not None or label is not None or session_id:
         raise BadRequest(
             "inference runs on studies of the studies folder only: upload the scan with PUT "
@@ -102,10 +108,20 @@ def infer(
         )
     if not image:
         raise BadRequest("missing 'image': the id of a study (GET /datastore/?output=all)")
-    if output in (ResultType.image, ResultType.dicom_seg):
-        raise BadRequest(f"study '{image}': the findings are JSON, there is no result image: use output=json")
-    request = {**json_object(params, "params"), "model": model, "image": image}
-    return app_instance().infer(request)["params"]
+    if output == ResultType.dicom_seg:
+        raise BadRequest(f"study '{image}': no DICOM SEG here (the Deploy app writes one): use output=image or json")
+    options = json_object(params, "params")
+    result = app_instance().infer(
+        {**options, "model": model, "image": image, "result_dir": str(request.app.state.scratch)}
+    )
+    if not result.get("file"):
+        if output == ResultType.image:
+            raise BadRequest(
+                f"study '{image}': model '{model}' gives findings only (JSON): use output=json, or the "
+                "segmentation model 'sdmad_maps' for a label image"
+            )
+        return result["params"]
+    return send_response(None, result, output.value if output else None, background_tasks)
 
 
 @router.put("/datastore/image", tags=["Datastore"], summary="Upload a study (replace=true to replace one)")

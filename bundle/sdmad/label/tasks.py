@@ -6,10 +6,14 @@ Active learning is sdmad.label.uncertainty; a study's label format is sdmad.labe
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import itk
+import nibabel as nib
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from monailabel.interfaces.tasks.train import TrainTask
@@ -53,26 +57,84 @@ class SDMADInferTask(InferTask):
         return str(self.model_path) if self.model_path.is_file() or not validate else None
 
     def __call__(self, request: dict) -> tuple[None, dict]:
-        result = self.predictor.predict(request["image"])
-        volume = result["volumes"][0]
-        prediction = [
-            {
-                "idx": i,
-                "label": name,
-                "score": volume["scores"][name],
-                "decision": volume["decisions"][name],
-                "margin": volume["margins"][name],
-                "positive_slices": volume["positive_slices"][name],
-            }
-            for i, name in enumerate(self.predictor.categories)
-        ]
-        return None, {
-            "prediction": prediction,
-            "study": volume,
-            "slices": result["slices"],
-            "sign_selection": result["sign_selection"],
-            "note": NOT_FOR_DIAGNOSIS,
+        return None, findings(self.predictor.predict(request["image"]))
+
+
+def findings(result: dict) -> dict[str, Any]:
+    """The JSON of an inference result: per category the study's score, decision, margin and positive slices, the
+    study's entry, every slice's, the sign selection and the research-use note."""
+    volume = result["volumes"][0]
+    prediction = [
+        {
+            "idx": i,
+            "label": name,
+            "score": volume["scores"][name],
+            "decision": volume["decisions"][name],
+            "margin": volume["margins"][name],
+            "positive_slices": volume["positive_slices"][name],
         }
+        for i, name in enumerate(result["categories"])
+    ]
+    return {
+        "prediction": prediction,
+        "study": volume,
+        "slices": result["slices"],
+        "sign_selection": result["sign_selection"],
+        "note": NOT_FOR_DIAGNOSIS,
+    }
+
+
+RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd")  # the Slicer and OHIF plugins ask for .nrrd
+
+
+class SDMADMapsTask(InferTask):
+    """Segmentation result (what the 3D Slicer and OHIF plugins draw): the study's label image in its own geometry,
+    each voxel the category (1..C) whose map is highest where it passes one half on a slice where the category is
+    decided present (sdmad.maps.label_slice), 0 elsewhere; the JSON is the classification result plus
+    ``label_names``. Listed for a served model with the patch path (methods sdmad+mvfa, mvfa).
+
+    The request's ``result_extension`` picks the file format (NIfTI by default, NRRD as the plugins ask); the file
+    is written to the request's ``result_dir`` (the server's scratch folder), and the server removes it once sent.
+
+    Args:
+        predictor: the served predictor.
+        model_path: the served checkpoint.
+    """
+
+    def __init__(self, predictor: BundlePredictor, model_path: Path):
+        super().__init__(
+            type=InferType.SEGMENTATION,
+            labels={name: value for value, name in enumerate(predictor.categories, start=1)},
+            dimension=3,
+            description="SD-MAD maps: where each category decided present shows, as a label image",
+        )
+        self.predictor, self.model_path = predictor, model_path
+
+    def is_valid(self) -> bool:
+        return True
+
+    def get_path(self, validate: bool = True) -> str | None:
+        return str(self.model_path) if self.model_path.is_file() or not validate else None
+
+    def __call__(self, request: dict) -> tuple[str, dict]:
+        extension = str(request.get("result_extension") or ".nii.gz")
+        if extension not in RESULT_EXTENSIONS:
+            raise Invalid(f"result_extension {extension!r}: one of {list(RESULT_EXTENSIONS)}")
+        results = Path(request.get("result_dir") or tempfile.gettempdir())
+        with tempfile.TemporaryDirectory(dir=results) as work:
+            result = self.predictor.predict(request["image"], maps_dir=work)
+            volume = result["volumes"][0]
+            if "labels" not in volume:
+                raise Invalid("a 2-D image has no label volume: use the classification model 'sdmad'")
+            handle, name = tempfile.mkstemp(dir=results, prefix="sdmad_labels_", suffix=extension)
+            os.close(handle)
+            if extension == ".nrrd":  # ITK turns the NIfTI's RAS affine into NRRD's LPS space directions
+                itk.imwrite(itk.imread(volume["labels"]), name)
+            else:
+                nib.save(nib.load(volume["labels"]), name)
+        volume["labels"] = name
+        del volume["maps"]  # its folder is gone; the label image is the result
+        return name, {**findings(result), "label_names": volume["label_names"]}
 
 
 class SDMADTrainTask(TrainTask):
