@@ -75,11 +75,17 @@ def test_percentiles_are_per_image():
     torch.testing.assert_close(whole[0], whole[4])  # the same picture at 5x the intensity scales the same
 
 
+PINNED_TORCH = "2.14."  # constraints.txt
+
+
 @pytest.mark.parametrize("fraction", [0.0, 0.005, 0.3, 0.5, 0.7, 0.995, 1.0])
 def test_batched_quantile_equals_torch_quantile(fraction):
     rows = torch.cat([torch.randn(3, 1001, generator=torch.Generator().manual_seed(0)), torch.ones(1, 1001)])
     rows[:, :5] = 7.0  # ties
-    assert torch.equal(batched_quantile(rows, fraction), torch.quantile(rows, fraction, dim=1))  # bit for bit
+    expected = torch.quantile(rows, fraction, dim=1)
+    torch.testing.assert_close(batched_quantile(rows, fraction), expected, rtol=0, atol=1e-4)
+    if torch.__version__.startswith(PINNED_TORCH):  # the pinned torch: bit for bit (torch 2.11 rounds the
+        assert torch.equal(batched_quantile(rows, fraction), expected)  # position in float32: 1e-5 apart)
 
 
 def test_grey_and_rgb_slices_of_one_size_share_a_batch_and_rgba_loses_alpha(tmp_path):
