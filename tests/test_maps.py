@@ -97,14 +97,16 @@ def test_inference_writes_maps_in_the_inputs_geometry_and_overlays(mapped_run, p
     for volume in volumes:
         assert volume["overlays"] and all(Path(path).stat().st_size > 10_000 for path in volume["overlays"])
     # the label image (what MONAI Label's sdmad_maps answers): the input's grid, each labelled voxel's category map
-    # passes one half there
+    # reaches that category's map threshold there (calibrated on the validation split's pixel labels)
     labels = nib.load(by_format["nifti"]["labels"])
     assert labels.shape == source.shape and labels.get_data_dtype() == np.uint8
     np.testing.assert_allclose(labels.affine, source.affine, atol=1e-4)
-    values, maps = np.asarray(labels.dataobj), from_nifti.get_fdata()
+    values, maps = np.asarray(labels.dataobj), from_nifti.get_fdata(dtype=np.float32)
     assert set(np.unique(values)) <= set(range(7)) and by_format["nifti"]["label_names"]["Craniotomy"] == 1
+    thresholds = np.asarray(torch.load(model, weights_only=True)["calibration"]["map_thresholds"], dtype=np.float32)
+    assert len(thresholds) == 6 and (thresholds != 0.5).any()  # chosen on pixel labels, not the default
     labelled = values > 0
-    assert (maps[..., 1:][labelled, values[labelled] - 1] >= 0.5).all()
+    assert (maps[..., 1:][labelled, values[labelled] - 1] >= thresholds[values[labelled] - 1]).all()
 
 
 @pytest.mark.parametrize("kind", ["png", "dicom_file", "nifti"])

@@ -33,7 +33,21 @@ NOT_FOR_DIAGNOSIS = f"SD-MAD suggestions for annotation; {RESEARCH_USE_ONLY}."
 MAX_LEARNING_RATE = 1.0
 
 
-class SDMADInferTask(InferTask):
+class ServedModelTask(InferTask):
+    """An infer task of the served model (a 3-D study in, always available: the served file or zero-shot CLIP)."""
+
+    def __init__(self, predictor: BundlePredictor, model_path: Path, **info: Any):
+        super().__init__(dimension=3, **info)
+        self.predictor, self.model_path = predictor, model_path
+
+    def is_valid(self) -> bool:
+        return True
+
+    def get_path(self, validate: bool = True) -> str | None:
+        return str(self.model_path) if self.model_path.is_file() or not validate else None
+
+
+class SDMADInferTask(ServedModelTask):
     """Classification result: per category the volume's score (max over slices), decision and margin, plus slices.
 
     Args:
@@ -43,18 +57,12 @@ class SDMADInferTask(InferTask):
 
     def __init__(self, predictor: BundlePredictor, model_path: Path):
         super().__init__(
+            predictor,
+            model_path,
             type=InferType.CLASSIFICATION,
             labels=predictor.categories,
-            dimension=3,
             description="SD-MAD: per-category anomaly scores and decisions of every slice and the study",
         )
-        self.predictor, self.model_path = predictor, model_path
-
-    def is_valid(self) -> bool:
-        return True
-
-    def get_path(self, validate: bool = True) -> str | None:
-        return str(self.model_path) if self.model_path.is_file() or not validate else None
 
     def __call__(self, request: dict) -> tuple[None, dict]:
         return None, findings(self.predictor.predict(request["image"]))
@@ -87,7 +95,7 @@ def findings(result: dict) -> dict[str, Any]:
 RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd")  # the Slicer and OHIF plugins ask for .nrrd
 
 
-class SDMADMapsTask(InferTask):
+class SDMADMapsTask(ServedModelTask):
     """Segmentation result (what the 3D Slicer and OHIF plugins draw): the study's label image in its own geometry,
     each voxel the category (1..C) whose map is highest where it passes one half on a slice where the category is
     decided present (sdmad.maps.label_slice), 0 elsewhere; the JSON is the classification result plus
@@ -103,18 +111,12 @@ class SDMADMapsTask(InferTask):
 
     def __init__(self, predictor: BundlePredictor, model_path: Path):
         super().__init__(
+            predictor,
+            model_path,
             type=InferType.SEGMENTATION,
             labels={name: value for value, name in enumerate(predictor.categories, start=1)},
-            dimension=3,
             description="SD-MAD maps: where each category decided present shows, as a label image",
         )
-        self.predictor, self.model_path = predictor, model_path
-
-    def is_valid(self) -> bool:
-        return True
-
-    def get_path(self, validate: bool = True) -> str | None:
-        return str(self.model_path) if self.model_path.is_file() or not validate else None
 
     def __call__(self, request: dict) -> tuple[str, dict]:
         extension = str(request.get("result_extension") or ".nii.gz")
