@@ -18,7 +18,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "config_file, extra",
     [
-        ("configs/inference.yaml", []),
+        # the paper's ViT-L (13 s on 2 cores; its build and adapter blocks are checked in the default run by
+        # test_network.py::test_paper_model_at_240px_builds_with_adapters_on_the_right_blocks)
+        pytest.param("configs/inference.yaml", [], marks=pytest.mark.slow),
         ("['configs/inference.yaml','configs/demo.yaml']", ["--pretrained", "none"]),
     ],
     ids=["paper_model_random_weights", "tiny_model"],

@@ -192,3 +192,21 @@ def test_phantom_is_deterministic():
     assert a.masks["Craniotomy"].any() and a.masks["Enlarged ventricles"].sum() > 0
     with pytest.raises(ValueError, match="unknown phantom categories"):
         make_volume("x", ("Tumour",), np.random.default_rng(0))
+
+
+def test_a_csv_label_volume_column_gives_the_scans_pixel_labels(phantom_dir, tmp_path):
+    """A label-volume column (what MONAI Label's training writes for a saved `final` label volume): value v is
+    category v; the slices get their `[C, rows, columns]` masks."""
+    from sdmad.data import scan_transforms
+
+    name = next(v for v in json.loads((phantom_dir / "manifest.json").read_text())["volumes"] if v["labels"])
+    table = tmp_path / "labels.csv"
+    table.write_text(
+        f"path,labels,mask\nnifti/{name['name']}.nii.gz,{'|'.join(name['labels'])},masks/{name['name']}.nii.gz\n"
+        f"nifti/{name['name']}.nii.gz,{'|'.join(name['labels'])},\n"
+    )
+    with_mask, without = csv_items(table, CATEGORIES, root=phantom_dir, mask_column="mask")
+    assert with_mask["mask_labels"] == {str(v): v - 1 for v in range(1, 7)} and "mask" not in without
+    slices = scan_transforms()(with_mask)
+    shown = np.flatnonzero(np.stack([s["mask"].amax(dim=(1, 2)).numpy() for s in slices]).max(axis=0))
+    assert [CATEGORIES[c] for c in shown] == name["labels"]  # the masks show exactly the row's categories

@@ -6,6 +6,7 @@ Runs in the label environment (`make label-env`; `make test` runs it); skipped w
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -101,14 +102,28 @@ def test_active_learning_answers_from_the_cache_at_once(client, setup):
     assert result["computed"] == len(setup["labelled"]) + 1
 
 
-def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup):
+def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup, tmp_path):
+    """Category labels and, for one study, a label volume as its final label (a corrected `sdmad_maps` result:
+    its values are its categories, its pixels the pixel labels training reads)."""
+    import nibabel as nib
+    import numpy as np
+
+    volume_study = next(n for n in setup["labelled"] if "Enlarged ventricles" in setup["labels"][n])
+    mask = setup["phantom"] / "masks" / f"{volume_study}.nii.gz"
     for name in setup["labelled"]:
-        with open(label_file(setup["root"], name, setup["labels"][name]), "rb") as handle:
-            response = client.put(
-                f"/datastore/label?image={name}&tag=final",
-                files={"label": (f"{name}.label.json", handle, "application/json")},
-            )
+        label = mask if name == volume_study else label_file(setup["root"], name, setup["labels"][name])
+        with open(label, "rb") as handle:
+            response = client.put(f"/datastore/label?image={name}&tag=final", files={"label": (label.name, handle)})
         assert response.status_code == 200, response.text
+    wrong = nib.load(mask)
+    values = np.asarray(wrong.dataobj).copy()
+    values[0, 0, 0] = 9  # no category 9
+    nib.save(nib.Nifti1Image(values, wrong.affine), tmp_path / "wrong.nii.gz")
+    with open(tmp_path / "wrong.nii.gz", "rb") as handle:
+        response = client.put(
+            f"/datastore/label?image={volume_study}&tag=final", files={"label": ("wrong.nii.gz", handle)}
+        )
+    assert response.status_code == 422 and "label values [9.0]" in response.json()["detail"], response.text
     from monailabel.interfaces.utils.app import app_instance
 
     model = Path(setup["conf"]["model"])
@@ -116,6 +131,11 @@ def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup):
     assert not model.exists() and client.get("/model/sdmad").status_code == 404  # zero-shot until trained
     result = app_instance().train({"model": "sdmad", "max_epochs": 3})
     assert result["epochs"] == 3 and result["studies"] == len(setup["labelled"])
+    table = Path(setup["app"]) / "train_runs" / result["run"] / "labelled_studies.csv"
+    rows = {Path(r["path"]).name.split(".")[0]: r for r in csv.DictReader(table.open())}
+    assert rows[volume_study]["labels"] == "|".join(setup["labels"][volume_study])  # read from the volume's values
+    assert rows[volume_study]["mask"].endswith(".nii.gz")
+    assert all(not row["mask"] for name, row in rows.items() if name != volume_study)
     state = torch.load(model, weights_only=True)
     assert {"network", "sdmad"} <= set(state)
     after = client.post(f"/infer/sdmad?image={setup['dicom']}&output=json").json()["prediction"]

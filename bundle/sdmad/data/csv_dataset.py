@@ -1,8 +1,11 @@
-"""A generic multi-label CSV: one row per scan, a path column and a label column.
+"""A generic multi-label CSV: one row per scan, a path column and a label column, optionally a label-volume column.
 
-path,labels,patient
-scans/a.nii.gz,Craniotomy|Enlarged ventricles,P001
-scans/b/,normal,P002          (a DICOM series folder)
+path,labels,patient,mask
+scans/a.nii.gz,Craniotomy|Enlarged ventricles,P001,masks/a.nii.gz
+scans/b/,normal,P002,         (a DICOM series folder; no label volume)
+
+A label volume (the scan's grid) has value v > 0 where category v (1-based, in the task's order) shows: the pixel
+labels of the patch path's losses (sdmad.data.CategoryMaskd).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ def csv_items(
     normal_token: str = "normal",
     group_column: str | None = None,
     root: str | Path | None = None,
+    mask_column: str | None = None,
 ) -> list[dict]:
     """Read a multi-label CSV into items.
 
@@ -34,6 +38,7 @@ def csv_items(
         normal_token: the label value of a normal scan (an empty cell is an error, not normal).
         group_column: patient/group column; without it each scan is its own group.
         root: folder relative paths start from (default: the CSV's folder).
+        mask_column: a column of label volumes (value v: category v, 1-based); an empty cell: none.
 
     Raises:
         DataError: missing CSV/column, a missing file, an unknown or empty label, or no rows; naming the row.
@@ -44,7 +49,7 @@ def csv_items(
     root = Path(root) if root is not None else csv_path.parent
     with open(csv_path, newline="") as handle:
         reader = csv.DictReader(handle)
-        needed = [path_column, label_column] + ([group_column] if group_column else [])
+        needed = [path_column, label_column] + [c for c in (group_column, mask_column) if c]
         missing = [column for column in needed if column not in (reader.fieldnames or [])]
         if missing:
             raise DataError(f"{csv_path}: missing columns {missing} (columns: {reader.fieldnames})")
@@ -58,14 +63,19 @@ def csv_items(
             if not value:
                 raise DataError(f"{where}: empty label (use '{normal_token}' for a normal scan)")
             labels = [] if value == normal_token else [label.strip() for label in value.split(separator)]
-            items.append(
-                {
-                    "image": str(path),
-                    "label": multi_hot(labels, categories, where),
-                    "group": row[group_column] if group_column else str(path),
-                    "id": row[path_column],
-                }
-            )
+            item = {
+                "image": str(path),
+                "label": multi_hot(labels, categories, where),
+                "group": row[group_column] if group_column else str(path),
+                "id": row[path_column],
+            }
+            if mask_column and (row[mask_column] or "").strip():
+                mask = root / row[mask_column].strip()
+                if not mask.exists():
+                    raise DataError(f"{where}: label volume {mask} does not exist")
+                item["mask"] = str(mask)
+                item["mask_labels"] = {str(value): value - 1 for value in range(1, len(categories) + 1)}
+            items.append(item)
     if not items:
         raise DataError(f"{csv_path}: no rows")
     return items

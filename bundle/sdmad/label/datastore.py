@@ -9,8 +9,9 @@ subclass guards everything a client can reach:
   placed by an atomic rename from a staging folder inside the studies folder;
 - an existing study is replaced only when asked (`replace`), and nothing is deleted: a replaced or removed study
   or label is moved to `<studies>/.sdmad/backup/`;
-- labels are validated at upload: a category label JSON naming known categories (the `final` label, which
-  training reads, must be one), or for other tags a label volume of the study's shape;
+- labels are validated at upload: a category label JSON naming known categories, or a label volume of the
+  study's shape (as `final`, which training reads, its values 0 or a category's 1..C: the categories it shows,
+  and its pixels, train);
 - a folder whose files would give colliding or unusable ids is refused at start-up, with the list
   (sdmad.label.folder).
 
@@ -54,7 +55,7 @@ from sdmad.label.folder import (
 )
 from sdmad.label.labels import parse_category_label
 from sdmad.label.names import confined, is_plain_name, plain_name, shown
-from sdmad.label.scans import check_label_volume, check_readable
+from sdmad.label.scans import check_label_volume, check_readable, label_volume_categories
 
 logger = logging.getLogger(__name__)
 FINAL = DefaultLabelTag.FINAL.value
@@ -275,13 +276,13 @@ class StudiesDatastore(LocalDatastore):
                 raise Invalid(f"label '{tag}' of study '{image_id}': not text ({CATEGORY_LABEL_FORMAT})") from err
             except DataError as err:
                 raise Invalid(one_line(err)) from err
-        elif tag == FINAL:
-            raise Invalid(
-                f"study '{image_id}': the '{FINAL}' label is what training reads; upload a category label "
-                f"(`.json`, {CATEGORY_LABEL_FORMAT}), or store a label volume under another tag"
-            )
         else:
             check_label_volume(source, study, image_id, tag)
+            if tag == FINAL:  # what training reads: its values must be the model's categories
+                try:
+                    label_volume_categories(source, self.categories, f"label '{tag}' of study '{image_id}'")
+                except DataError as err:
+                    raise Invalid(one_line(err)) from err
         with self._mutex:
             obj = self._datastore.objects.get(image_id)
             if obj is None:

@@ -44,6 +44,18 @@ def check_label_volume(label: Path, study_path: Path, study: str, tag: str) -> N
         )
 
 
+def label_volume_categories(label: Path, categories: list[str], source: str) -> list[str]:
+    """The categories a label volume shows: value v > 0 is category v (1-based, the order of ``categories``: the
+    `label_names` of `sdmad_maps`); a DataError naming ``source`` for any other value."""
+    values = load(label).unique()
+    known = set(range(len(categories) + 1))
+    unknown = sorted({float(v) for v in values} - known)
+    if unknown:
+        names = ", ".join(f"{v} {name}" for v, name in enumerate(categories, start=1))
+        raise DataError(f"{source}: label values {unknown[:5]} are not 0 (background) or a category ({names})")
+    return [categories[int(v) - 1] for v in sorted(values.tolist()) if v > 0]
+
+
 def write_nifti(scan: Path, target: Path) -> Path:
     """Write ``scan`` (e.g. a DICOM series folder) as a NIfTI file with its affine, for a viewer."""
     volume = load(scan)

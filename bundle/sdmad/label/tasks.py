@@ -24,7 +24,9 @@ from sdmad.data.errors import DataError
 from sdmad.errors import one_line
 from sdmad.label.datastore import FINAL
 from sdmad.label.errors import Invalid
+from sdmad.label.folder import CATEGORY_LABEL_SUFFIX
 from sdmad.label.labels import read_category_label
+from sdmad.label.scans import label_volume_categories
 from sdmad.predictor import BundlePredictor
 from sdmad.workflows import run_workflow
 
@@ -189,17 +191,23 @@ class SDMADTrainTask(TrainTask):
             raise Invalid(f"learning_rate={options['learning_rate']!r}: must be a number in (0, {MAX_LEARNING_RATE}]")
         return {"max_epochs": epochs, "shots": shots, "learning_rate": rate}
 
-    def labelled(self, datastore: Datastore, shots: int) -> list[tuple[str, list[str]]]:
-        """(study path, categories) of every study with a final label; Invalid if a category has fewer than
-        ``shots`` of them or a stored label is unusable."""
+    def labelled(self, datastore: Datastore, shots: int) -> list[tuple[str, list[str], str]]:
+        """(study path, categories, label volume or "") of every study with a final label: a category label, or a
+        label volume (a corrected `sdmad_maps` result: its categories are the values it shows, its pixels the
+        patch path's pixel labels); Invalid if a category has fewer than ``shots`` of them or a stored label is
+        unusable."""
         studies = []
         for image_id in datastore.get_labeled_images():
             label = datastore.get_label_uri(image_id, FINAL)
             try:
-                studies.append((datastore.get_image_uri(image_id), read_category_label(label, self.categories)))
+                if label.endswith(CATEGORY_LABEL_SUFFIX):
+                    categories, volume = read_category_label(label, self.categories), ""
+                else:
+                    categories, volume = label_volume_categories(Path(label), self.categories, label), label
             except DataError as err:
                 raise Invalid(f"study '{image_id}': {one_line(err)}; upload a corrected final label") from err
-        counts = {c: sum(c in labels for _, labels in studies) for c in self.categories}
+            studies.append((datastore.get_image_uri(image_id), categories, volume))
+        counts = {c: sum(c in labels for _, labels, _ in studies) for c in self.categories}
         short = {c: n for c, n in counts.items() if n < shots}
         if short:
             raise Invalid(
@@ -220,14 +228,15 @@ class SDMADTrainTask(TrainTask):
         studies = self.labelled(datastore, shots)
         run_name = time.strftime("label_%Y%m%d_%H%M%S")
         table = self.runs_dir / run_name / "labelled_studies.csv"
-        rows = [[path, "|".join(labels) or "normal", path] for path, labels in studies]  # each study its own group
-        write_csv_atomic([["path", "labels", "patient"], *rows], table)
-        normals = sum(not labels for _, labels in studies)
+        rows = [[path, "|".join(labels) or "normal", path, volume] for path, labels, volume in studies]  # own groups
+        write_csv_atomic([["path", "labels", "patient", "mask"], *rows], table)
+        normals = sum(not labels for _, labels, _ in studies)
         run_workflow(
             "training",
             self.bundle_root,
             extra_configs=["configs/csv_task.yaml"],
             csv_file=str(table),
+            csv_mask_column="mask",
             output_root=str(self.runs_dir),
             run_name=run_name,
             epochs=epochs,
