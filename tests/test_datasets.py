@@ -210,3 +210,6 @@ def test_a_csv_label_volume_column_gives_the_scans_pixel_labels(phantom_dir, tmp
     slices = scan_transforms()(with_mask)
     shown = np.flatnonzero(np.stack([s["mask"].amax(dim=(1, 2)).numpy() for s in slices]).max(axis=0))
     assert [CATEGORIES[c] for c in shown] == name["labels"]  # the masks show exactly the row's categories
+    for piece in slices:  # each slice's categories: those its mask shows there
+        assert np.array_equal(piece["label"], (piece["mask"].amax(dim=(1, 2)) > 0).numpy().astype(np.float32))
+    assert all(np.array_equal(p["label"], without["label"]) for p in scan_transforms()(without))

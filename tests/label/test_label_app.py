@@ -179,6 +179,7 @@ def test_a_served_model_of_the_patch_path_gives_label_images_in_the_studys_geome
         both = served.post(f"/infer/sdmad_maps?image={name}", data={"params": '{"result_extension": ".nrrd"}'})
         findings = served.post(f"/infer/sdmad?image={name}&output=json")
         refused = served.post(f"/infer/sdmad?image={name}&output=image")
+        bad_format = served.post(f"/infer/sdmad_maps?image={name}", data={"params": '{"result_extension": ".exe"}'})
         left = list(Path(served.app.state.scratch).iterdir())
     assert info["sdmad_maps"]["type"] == "segmentation" and info["sdmad"]["type"] == "classification"
     assert info["sdmad_maps"]["labels"] == {c: v for v, c in enumerate(info["sdmad"]["labels"], start=1)}
@@ -190,6 +191,7 @@ def test_a_served_model_of_the_patch_path_gives_label_images_in_the_studys_geome
     assert np.array_equal(np.asarray(served_label.dataobj), np.asarray(expected.dataobj))
     assert findings.status_code == 200 and len(findings.json()["slices"]) == 12
     assert refused.status_code == 400 and "sdmad_maps" in refused.json()["detail"]
+    assert bad_format.status_code == 422 and "result_extension '.exe'" in bad_format.json()["detail"]
     parts = {
         part.headers[b"Content-Disposition"].split(b'name="')[1].split(b'"')[0]: part
         for part in decoder.MultipartDecoder(both.content, both.headers["content-type"]).parts

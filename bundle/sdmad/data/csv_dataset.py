@@ -5,7 +5,7 @@ scans/a.nii.gz,Craniotomy|Enlarged ventricles,P001,masks/a.nii.gz
 scans/b/,normal,P002,         (a DICOM series folder; no label volume)
 
 A label volume (the scan's grid) has value v > 0 where category v (1-based, in the task's order) shows: the pixel
-labels of the patch path's losses (sdmad.data.CategoryMaskd).
+labels of the patch path's losses, and each slice's categories (those its mask shows; sdmad.data.CategoryMaskd).
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def csv_items(
                     raise DataError(f"{where}: label volume {mask} does not exist")
                 item["mask"] = str(mask)
                 item["mask_labels"] = {str(value): value - 1 for value in range(1, len(categories) + 1)}
+                item["labels_from_mask"] = True  # each slice: the categories its mask shows
             items.append(item)
     if not items:
         raise DataError(f"{csv_path}: no rows")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
@@ -139,7 +140,9 @@ class CategoryMaskd(MapTransform):
     Items with pixel information carry ``labels_key``: ``{"<value>": category index}`` for the values of their
     label image (``"*"``: any non-zero value, e.g. a BMAD anomaly mask), and under ``keys`` the label slice, or
     nothing when the slice is known to be empty (a normal BMAD image). C is the length of the item's `label`.
-    Items without ``labels_key`` have no pixel information and are left as they are (no mask).
+    Items without ``labels_key`` have no pixel information and are left as they are (no mask). An item that says
+    ``labels_from_mask`` (a scan labelled by its label volume alone, e.g. a saved MONAI Label segmentation) gets
+    each slice's `label` from that slice's mask: the categories it shows there.
     """
 
     def __init__(self, keys: Sequence[Hashable] | Hashable = "mask", labels_key: str = "mask_labels"):
@@ -166,6 +169,8 @@ class CategoryMaskd(MapTransform):
                     hit = values != 0 if value == "*" else values == float(value)
                     mask[int(category)] = torch.maximum(mask[int(category)], hit.float())
             item[key] = mask
+            if item.pop("labels_from_mask", False):
+                item["label"] = (mask.flatten(1).amax(dim=1) > 0).numpy().astype(np.float32)
         return item
 
 

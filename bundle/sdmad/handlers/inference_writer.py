@@ -132,7 +132,7 @@ class InferenceWriter(PredictionWriter):
         if self.save_maps and not unwrap(engine.network).has_patch_path:
             raise MapsError("save_maps needs the patch path: pass --method sdmad+mvfa and a model trained with it")
 
-    def _write_maps(self, volumes: list[dict], network: Any) -> None:
+    def _write_maps(self, volumes: list[dict], network: Any, text: Any) -> None:
         """The maps NIfTI and overlays of every volume, recorded in its ``volumes`` entry."""
         from sdmad.maps import (
             MAP_THRESHOLD,
@@ -147,7 +147,7 @@ class InferenceWriter(PredictionWriter):
 
         categories = network.signs.category_names
         label_names = {name: value for value, name in enumerate(categories, start=1)}  # 0: background
-        calibration = network.calibration
+        calibration = text.calibration  # the run's: None when the model's was made under another sign selection
         limits = calibration.map_thresholds if calibration and calibration.map_thresholds else MAP_THRESHOLD
         image_size = network.config_record()["image_size"]
         by_source: dict[str, list[dict]] = {}
@@ -201,7 +201,7 @@ class InferenceWriter(PredictionWriter):
         reasons = [[r["source"], r["id"], r["reason"]] for r in skipped]
         write_csv_atomic([["source", "id", "reason"], *reasons], self.output_dir / "errors.csv")
         if self.save_maps:  # after the tables: a failure here loses none of them
-            self._write_maps(volumes, network)
+            self._write_maps(volumes, network, text)
         selection = text.selection.to_dict(network.signs.sign_prompts)
         slices = [
             {

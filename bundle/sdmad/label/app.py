@@ -27,7 +27,7 @@ from sdmad.checkpoints import read_checkpoint, recorded_method
 from sdmad.errors import one_line, project_error
 from sdmad.label import SERVER_APP
 from sdmad.label.datastore import StudiesDatastore
-from sdmad.label.errors import Invalid, NotFound, ServerError
+from sdmad.label.errors import Invalid, NotFound, RequestError, ServerError
 from sdmad.label.tasks import SDMADInferTask, SDMADMapsTask, SDMADTrainTask
 from sdmad.label.uncertainty import UncertaintyCache, UncertaintyStrategy
 from sdmad.predictor import BundlePredictor
@@ -140,6 +140,8 @@ class SDMADLabelApp(MONAILabelApp):
         request = {**request, "image": datastore.get_image_uri(image)}  # NotFound for anything but a study id
         try:
             return super().infer(request, datastore)
+        except RequestError:  # a task's own answer to a bad request (a 4xx naming it)
+            raise
         except Exception as err:  # the server stays up; the client learns what failed
             cause = project_error(err)
             if cause is not None:

@@ -40,6 +40,7 @@ from sdmad.label.datastore import FINAL, StudiesDatastore, label_upload_suffix, 
 from sdmad.label.errors import BadRequest, Invalid, NotAllowed, NotFound
 from sdmad.label.names import plain_name
 from sdmad.label.scans import write_nifti
+from sdmad.label.tasks import result_extension
 
 router = APIRouter()
 USER, ANNOTATOR, ADMIN = (
@@ -111,15 +112,18 @@ def infer(
     if output == ResultType.dicom_seg:
         raise BadRequest(f"study '{image}': no DICOM SEG here (the Deploy app writes one): use output=image or json")
     options = json_object(params, "params")
+    options.pop("timeout", None)  # the server's own limit: an abandoned task would still write its file
+    if model == "sdmad_maps":
+        result_extension(options)  # a bad format is refused before anything runs
+    elif output == ResultType.image and model == "sdmad":
+        raise BadRequest(
+            f"study '{image}': model '{model}' gives findings only (JSON): use output=json, or the "
+            "segmentation model 'sdmad_maps' for a label image"
+        )
     result = app_instance().infer(
         {**options, "model": model, "image": image, "result_dir": str(request.app.state.scratch)}
     )
     if not result.get("file"):
-        if output == ResultType.image:
-            raise BadRequest(
-                f"study '{image}': model '{model}' gives findings only (JSON): use output=json, or the "
-                "segmentation model 'sdmad_maps' for a label image"
-            )
         return result["params"]
     return send_response(None, result, output.value if output else None, background_tasks)
 

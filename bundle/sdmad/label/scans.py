@@ -29,14 +29,20 @@ def check_readable(path: Path, study: str) -> None:
 
 
 def check_label_volume(label: Path, study_path: Path, study: str, tag: str) -> None:
-    """Invalid unless the label volume loads and has the study's spatial shape."""
+    """Invalid unless the label volume loads, has one channel and the study's spatial shape."""
     try:
-        label_shape, study_shape = tuple(load(label).shape[1:]), tuple(load(study_path).shape[1:])
+        volume = load(label)
+        label_shape, study_shape = tuple(volume.shape[1:]), tuple(load(study_path).shape[1:])
     except DataError as err:
         raise Invalid(
             f"label '{tag}' of study '{study}' is not a readable volume: "
             f"{one_line(err).replace(str(label), 'the upload')}"
         ) from err
+    if volume.shape[0] != 1:
+        raise Invalid(
+            f"label '{tag}' of study '{study}': {volume.shape[0]} channels; a label volume has one (value v: "
+            "category v)"
+        )
     if label_shape != study_shape:
         raise Invalid(
             f"label '{tag}' of study '{study}': a volume of shape {list(label_shape)} does not match the "
@@ -46,13 +52,16 @@ def check_label_volume(label: Path, study_path: Path, study: str, tag: str) -> N
 
 def label_volume_categories(label: Path, categories: list[str], source: str) -> list[str]:
     """The categories a label volume shows: value v > 0 is category v (1-based, the order of ``categories``: the
-    `label_names` of `sdmad_maps`); a DataError naming ``source`` for any other value."""
+    `label_names` of `sdmad_maps`; values are read, not segment names: keep that order); a DataError naming
+    ``source`` for any other value (whole numbers only)."""
     values = load(label).unique()
     known = set(range(len(categories) + 1))
     unknown = sorted({float(v) for v in values} - known)
     if unknown:
         names = ", ".join(f"{v} {name}" for v, name in enumerate(categories, start=1))
-        raise DataError(f"{source}: label values {unknown[:5]} are not 0 (background) or a category ({names})")
+        raise DataError(
+            f"{source}: label values {unknown[:5]} are not 0 (background) or a category's whole number ({names})"
+        )
     return [categories[int(v) - 1] for v in sorted(values.tolist()) if v > 0]
 
 

@@ -99,12 +99,13 @@ RESULT_EXTENSIONS = (".nii.gz", ".nii", ".nrrd")  # the Slicer and OHIF plugins 
 
 class SDMADMapsTask(ServedModelTask):
     """Segmentation result (what the 3D Slicer and OHIF plugins draw): the study's label image in its own geometry,
-    each voxel the category (1..C) whose map is highest where it passes one half on a slice where the category is
-    decided present (sdmad.maps.label_slice), 0 elsewhere; the JSON is the classification result plus
-    ``label_names``. Listed for a served model with the patch path (methods sdmad+mvfa, mvfa).
+    each voxel the category (1..C) whose map is highest where it reaches the category's map threshold on a slice
+    where the category is decided present (sdmad.maps.label_slice), 0 elsewhere; the JSON is the classification
+    result plus ``label_names``. Listed for a served model with the patch path (methods sdmad+mvfa, mvfa).
 
     The request's ``result_extension`` picks the file format (NIfTI by default, NRRD as the plugins ask); the file
-    is written to the request's ``result_dir`` (the server's scratch folder), and the server removes it once sent.
+    is written to the request's ``result_dir`` (the server's scratch folder, set by the server, required), and the
+    server removes it once sent; on a failure it is removed here.
 
     Args:
         predictor: the served predictor.
@@ -121,10 +122,8 @@ class SDMADMapsTask(ServedModelTask):
         )
 
     def __call__(self, request: dict) -> tuple[str, dict]:
-        extension = str(request.get("result_extension") or ".nii.gz")
-        if extension not in RESULT_EXTENSIONS:
-            raise Invalid(f"result_extension {extension!r}: one of {list(RESULT_EXTENSIONS)}")
-        results = Path(request.get("result_dir") or tempfile.gettempdir())
+        extension = result_extension(request)
+        results = Path(request["result_dir"])
         with tempfile.TemporaryDirectory(dir=results) as work:
             result = self.predictor.predict(request["image"], maps_dir=work)
             volume = result["volumes"][0]
@@ -132,13 +131,25 @@ class SDMADMapsTask(ServedModelTask):
                 raise Invalid("a 2-D image has no label volume: use the classification model 'sdmad'")
             handle, name = tempfile.mkstemp(dir=results, prefix="sdmad_labels_", suffix=extension)
             os.close(handle)
-            if extension == ".nrrd":  # ITK turns the NIfTI's RAS affine into NRRD's LPS space directions
-                itk.imwrite(itk.imread(volume["labels"]), name)
-            else:
-                nib.save(nib.load(volume["labels"]), name)
-        volume["labels"] = name
+            try:
+                if extension == ".nrrd":  # ITK turns the NIfTI's RAS affine into NRRD's LPS space directions
+                    itk.imwrite(itk.imread(volume["labels"]), name)
+                else:
+                    nib.save(nib.load(volume["labels"]), name)
+            except BaseException:
+                os.unlink(name)
+                raise
+        volume["labels"] = Path(name).name  # the file sent, not a server path
         del volume["maps"]  # its folder is gone; the label image is the result
         return name, {**findings(result), "label_names": volume["label_names"]}
+
+
+def result_extension(options: dict) -> str:
+    """The label image's format a request asks for (``result_extension``; NIfTI by default); Invalid otherwise."""
+    extension = str(options.get("result_extension") or ".nii.gz")
+    if extension not in RESULT_EXTENSIONS:
+        raise Invalid(f"result_extension {extension!r}: one of {list(RESULT_EXTENSIONS)}")
+    return extension
 
 
 class SDMADTrainTask(TrainTask):
