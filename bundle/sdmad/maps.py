@@ -53,6 +53,12 @@ def slice_positions(volume: MetaTensor) -> dict[int, int]:
     return {int(i): p for p, i in enumerate(volume.meta.get("slice_indices", range(volume.shape[-1])))}
 
 
+def label_values(categories: Sequence[str]) -> dict[str, int]:
+    """Each category's value in a label image, 1..C in the task's order (0: background): MONAI Label's
+    `label_names` form, shared by the label images, the `sdmad_maps` model and label volumes read back."""
+    return {name: value for value, name in enumerate(categories, start=1)}
+
+
 # A category map's value is the probability of "this category's finding rather than normal" at the patch: one half
 # is where a pixel is labelled when the model holds no map thresholds calibrated on pixel labels.
 MAP_THRESHOLD = 0.5

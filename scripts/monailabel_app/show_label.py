@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from sdmad.data import DisplayOrientationd, LoadScand
+from sdmad.maps import label_values
 from sdmad.overlays import label_overlay_png
 from sdmad.signs import load_sign_file
 
@@ -31,7 +32,7 @@ def main() -> None:
     if args.names:
         names = json.loads(args.names.read_text())
     else:
-        names = {c: v for v, c in enumerate(load_sign_file(args.sign_file).category_names, start=1)}
+        names = label_values(load_sign_file(args.sign_file).category_names)
     load, orient = LoadScand(keys=("image", "label")), DisplayOrientationd(keys=("image", "label"))
     item = orient(load({"image": str(args.study), "label": str(args.label)}))
     image, labels = np.asarray(item["image"][0]), np.asarray(item["label"][0]).astype(np.int64)

@@ -138,6 +138,7 @@ class InferenceWriter(PredictionWriter):
             MAP_THRESHOLD,
             display_volume,
             label_slice,
+            label_values,
             native_maps,
             slice_positions,
             write_label_nifti,
@@ -146,7 +147,7 @@ class InferenceWriter(PredictionWriter):
         from sdmad.overlays import MappedSlice, overlay_png
 
         categories = network.signs.category_names
-        label_names = {name: value for value, name in enumerate(categories, start=1)}  # 0: background
+        label_names = label_values(categories)
         calibration = text.calibration  # the run's: None when the model's was made under another sign selection
         limits = calibration.map_thresholds if calibration and calibration.map_thresholds else MAP_THRESHOLD
         image_size = network.config_record()["image_size"]

@@ -277,10 +277,10 @@ class StudiesDatastore(LocalDatastore):
             except DataError as err:
                 raise Invalid(one_line(err)) from err
         else:
-            check_label_volume(source, study, image_id, tag)
+            volume = check_label_volume(source, study, image_id, tag)
             if tag == FINAL:  # what training reads: its values must be the model's categories
                 try:
-                    label_volume_categories(source, self.categories, f"label '{tag}' of study '{image_id}'")
+                    label_volume_categories(volume, self.categories, f"label '{tag}' of study '{image_id}'")
                 except DataError as err:
                     raise Invalid(one_line(err)) from err
         with self._mutex:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from monai.data import MetaTensor, NibabelWriter
 
 from sdmad.data.errors import DataError
@@ -28,8 +29,8 @@ def check_readable(path: Path, study: str) -> None:
         raise Invalid(f"study '{study}': {one_line(err).replace(str(path), 'the uploaded file')}") from err
 
 
-def check_label_volume(label: Path, study_path: Path, study: str, tag: str) -> None:
-    """Invalid unless the label volume loads, has one channel and the study's spatial shape."""
+def check_label_volume(label: Path, study_path: Path, study: str, tag: str) -> MetaTensor:
+    """The label volume; Invalid unless it loads, has one channel and the study's spatial shape."""
     try:
         volume = load(label)
         label_shape, study_shape = tuple(volume.shape[1:]), tuple(load(study_path).shape[1:])
@@ -48,13 +49,14 @@ def check_label_volume(label: Path, study_path: Path, study: str, tag: str) -> N
             f"label '{tag}' of study '{study}': a volume of shape {list(label_shape)} does not match the "
             f"study's {list(study_shape)}"
         )
+    return volume
 
 
-def label_volume_categories(label: Path, categories: list[str], source: str) -> list[str]:
+def label_volume_categories(volume: torch.Tensor, categories: list[str], source: str) -> list[str]:
     """The categories a label volume shows: value v > 0 is category v (1-based, the order of ``categories``: the
     `label_names` of `sdmad_maps`; values are read, not segment names: keep that order); a DataError naming
     ``source`` for any other value (whole numbers only)."""
-    values = load(label).unique()
+    values = volume.unique()
     known = set(range(len(categories) + 1))
     unknown = sorted({float(v) for v in values} - known)
     if unknown:

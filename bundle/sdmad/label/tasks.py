@@ -26,7 +26,8 @@ from sdmad.label.datastore import FINAL
 from sdmad.label.errors import Invalid
 from sdmad.label.folder import CATEGORY_LABEL_SUFFIX
 from sdmad.label.labels import read_category_label
-from sdmad.label.scans import label_volume_categories
+from sdmad.label.scans import label_volume_categories, load
+from sdmad.maps import label_values
 from sdmad.predictor import BundlePredictor
 from sdmad.workflows import run_workflow
 
@@ -117,7 +118,7 @@ class SDMADMapsTask(ServedModelTask):
             predictor,
             model_path,
             type=InferType.SEGMENTATION,
-            labels={name: value for value, name in enumerate(predictor.categories, start=1)},
+            labels=label_values(predictor.categories),
             description="SD-MAD maps: where each category decided present shows, as a label image",
         )
 
@@ -214,7 +215,7 @@ class SDMADTrainTask(TrainTask):
                 if label.endswith(CATEGORY_LABEL_SUFFIX):
                     categories, volume = read_category_label(label, self.categories), ""
                 else:
-                    categories, volume = label_volume_categories(Path(label), self.categories, label), label
+                    categories, volume = label_volume_categories(load(label), self.categories, label), label
             except DataError as err:
                 raise Invalid(f"study '{image_id}': {one_line(err)}; upload a corrected final label") from err
             studies.append((datastore.get_image_uri(image_id), categories, volume))

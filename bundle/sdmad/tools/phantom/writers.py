@@ -19,6 +19,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, MRSpectroscopyStorage, generate_uid
 
 from sdmad.data.fastmri_h5 import fft2c
+from sdmad.maps import label_values as category_values
 from sdmad.tools.phantom.findings import CATEGORIES, FINDINGS, INTENSITY_SCALE, PhantomVolume
 
 GLOBAL_PREFIX = "Global label:"
@@ -37,7 +38,7 @@ def write_nifti(phantom: PhantomVolume, path: Path) -> None:
 def label_values() -> dict[str, int]:
     """The label value of each category in the phantom's label volumes (0: background), MONAI Label's
     `label_names` form."""
-    return {category: value for value, category in enumerate(CATEGORIES, start=1)}
+    return category_values(CATEGORIES)
 
 
 def write_label_nifti(phantom: PhantomVolume, path: Path) -> None:
