@@ -120,14 +120,16 @@ label-server: label-env
 	$(LABEL_PY) scripts/monailabel_app/serve.py --studies data/label_studies --port $(LABEL_PORT)
 
 # The Deploy app on a phantom DICOM study (MR series + spectroscopy series) with the demo's model (made first if
-# missing): findings JSON and a DICOM SR in runs/deploy/.
+# missing): findings JSON, a DICOM SEG (present categories) and a DICOM SR referencing it in runs/deploy/, and a
+# picture of the SEG read back (runs/deploy/seg_frame.png).
 deploy-run: deploy-env
 	@test -f $(DEMO_MODEL) || $(MAKE) demo
 	$(PY) scripts/deploy_app/make_model_folder.py --checkpoint $(DEMO_MODEL) --model-name sdmad-tiny \
 		--pretrained models/sdmad-tiny-phantom.pt --out models/deploy_demo
 	$(PY) scripts/deploy_app/make_study.py --out data/deploy_study
 	$(BIG_STACK) time -p $(DEPLOY_PY) scripts/deploy_app/app.py -i data/deploy_study -o runs/deploy -m models/deploy_demo
-	$(PY) scripts/deploy_app/show_findings.py runs/deploy
+	$(BIG_STACK) $(DEPLOY_PY) scripts/deploy_app/show_findings.py runs/deploy --study data/deploy_study \
+		--picture runs/deploy/seg_frame.png
 
 test-slow: setup
 	$(PY) -m pytest -m slow

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -104,9 +105,9 @@ def trained_tiny_model(folder: Path, method: str = "sdmad") -> tuple[Path, Path]
     return backbone, checkpoint
 
 
-def bundle_inference(scan: Path, backbone: str | Path, checkpoint: str | Path, out: Path) -> dict:
-    """`predictions.json` of `monai.bundle run inference` with the repository's config on the tiny model, the
-    reference the apps' findings are compared with."""
+def bundle_inference(scan: Path, backbone: str | Path, checkpoint: str | Path, out: Path, **overrides: Any) -> dict:
+    """`predictions.json` of `monai.bundle run inference` with the repository's config on the tiny model (and
+    ``overrides``, e.g. ``method``), the reference the apps' findings are compared with."""
     import json
 
     from monai.bundle import run
@@ -121,6 +122,7 @@ def bundle_inference(scan: Path, backbone: str | Path, checkpoint: str | Path, o
         input=str(scan),
         output_dir=str(out),
         num_workers=0,
+        **overrides,
     )
     return json.loads((out / "predictions.json").read_text())
 

@@ -41,9 +41,9 @@ def native_maps(grid_maps: torch.Tensor | np.ndarray, rows: int, columns: int, i
     return F.interpolate(crop, size=(rows, columns), mode="bilinear", align_corners=False)[0].numpy()
 
 
-def display_volume(source: str, h5_source: str = "auto", series_uid: str | None = None) -> MetaTensor:
-    """The scan as the pipeline saw it (the same reader settings): loaded and in display orientation
-    (channel-first, affine in the meta)."""
+def display_volume(source: str | MetaTensor, h5_source: str = "auto", series_uid: str | None = None) -> MetaTensor:
+    """The scan as the pipeline saw it (the same reader settings): loaded (or a volume already in memory, as an app
+    handed it over) and in display orientation (channel-first, affine in the meta)."""
     item = LoadScand(keys="image", h5_source=h5_source)({"image": source, "series_uid": series_uid})
     return DisplayOrientationd(keys="image")(item)["image"]
 

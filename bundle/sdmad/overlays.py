@@ -112,7 +112,12 @@ def montage_png(rows: Sequence[MontageRow], path: str | Path, title: str) -> Pat
 
 
 def label_overlay_png(
-    image: np.ndarray, labels: np.ndarray, label_names: dict[str, int], title: str, path: str | Path
+    image: np.ndarray,
+    labels: np.ndarray,
+    label_names: dict[str, int],
+    title: str,
+    path: str | Path,
+    overlay_title: str = "label image",
 ) -> Path:
     """A slice in grey beside the same slice with a label image over it (one colour per label value, as a viewer
     draws a segmentation), the legend naming each value shown."""
@@ -133,7 +138,7 @@ def label_overlay_png(
     ]
     axes[1].legend(handles=handles or [plt.Rectangle((0, 0), 1, 1, color="none", label="no label")], fontsize=7)
     axes[0].set_title("slice", fontsize=9)
-    axes[1].set_title("label image", fontsize=9)
+    axes[1].set_title(overlay_title, fontsize=9)
     figure.suptitle(title + "  (research use only)", fontsize=9)
     path = Path(path)
     _save(figure, path)

@@ -83,7 +83,7 @@ class BundlePredictor:
         """`predictions.json` of the inference run on ``scan``: a file, a DICOM series folder, or a volume already
         in memory (a channel-first MetaTensor with its affine; its meta `filename_or_obj` names it in the output).
 
-        With ``maps_dir`` (a network with the patch path, a scan file or series folder), each volume's maps and
+        With ``maps_dir`` (a network with the patch path), each volume's maps and
         label image NIfTI (sdmad.handlers.InferenceWriter) are kept there; its entry names them ("maps",
         "labels") with its "label_names"."""
         with self._lock, tempfile.TemporaryDirectory() as out:

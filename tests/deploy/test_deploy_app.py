@@ -1,5 +1,6 @@
 """The MONAI Deploy app end to end: a phantom DICOM study (an MR image series and an MR spectroscopy series
-without pixels) in; findings JSON and a DICOM SR out, equal to the bundle's own inference.
+without pixels) in; findings JSON, a DICOM SEG and a DICOM SR referencing it out, equal to the bundle's own
+inference (a model with maps: method sdmad+mvfa).
 
 Runs in the deploy environment (`make deploy-env`; `make test` runs it); skipped where the SDK is absent.
 """
@@ -19,6 +20,9 @@ import pytest
 pytest.importorskip("monai.deploy")
 pytest.importorskip("highdicom")
 
+import highdicom as hd  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
 import pydicom  # noqa: E402
 from conftest import (  # noqa: E402
     REPO_ROOT,
@@ -31,15 +35,17 @@ from sdmad.data.errors import DataError  # noqa: E402
 from sdmad.deploy.app import main  # noqa: E402
 from sdmad.deploy.model_folder import ModelFolderError, make_model_folder  # noqa: E402
 from sdmad.deploy.structured_report import ABSENT, PRESENT  # noqa: E402
+from sdmad.predictor import BundlePredictor  # noqa: E402
 from sdmad.tools.phantom import make_dicom_study  # noqa: E402
 
 APP = REPO_ROOT / "scripts" / "deploy_app" / "app.py"
+METHOD = "sdmad+mvfa"  # a model that makes maps, hence label images and a SEG
 
 
 @pytest.fixture(scope="module")
 def setup(phantom_dir, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("deploy")
-    backbone, checkpoint = trained_tiny_model(root / "trained")
+    backbone, checkpoint = trained_tiny_model(root / "trained", method=METHOD)
     model = make_model_folder(root / "model", REPO_ROOT, checkpoint, "sdmad-tiny", str(backbone))
     manifest = json.loads((phantom_dir / "manifest.json").read_text())
     name = next(v["name"] for v in manifest["volumes"] if len(v["labels"]) >= 2)
@@ -65,30 +71,106 @@ def app_run(setup) -> dict:
     return {"out": out, "seconds": seconds, "log": result.stdout + result.stderr}
 
 
+@pytest.fixture(scope="module")
+def reference(setup, tmp_path_factory) -> dict:
+    """`monai.bundle run inference --save_maps true` on the MR series (ITK reads it): predictions and label image."""
+    out = tmp_path_factory.mktemp("reference")
+    return bundle_inference(
+        setup["study"] / "mr", setup["backbone"], setup["checkpoint"], out, method=METHOD, save_maps=True
+    )
+
+
 def source_uids(folder: Path) -> tuple[str, str, list[str]]:
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(folder.iterdir())]
     return headers[0].StudyInstanceUID, headers[0].SeriesInstanceUID, sorted(h.SOPInstanceUID for h in headers)
 
 
-def test_selects_the_mr_image_series_and_matches_the_bundle_inference(setup, app_run, tmp_path):
+def test_selects_the_mr_image_series_and_matches_the_bundle_inference(setup, app_run, reference):
     study_uid, series_uid, _ = source_uids(setup["study"] / "mr")
     spectroscopy_uid = source_uids(setup["study"] / "spectroscopy")[1]
     outputs = sorted(p.name for p in app_run["out"].iterdir())
-    assert outputs == sorted([f"{series_uid}.sdmad.json", f"{study_uid}.sdmad-sr.dcm"])  # no spectroscopy JSON
+    expected_outputs = [f"{series_uid}.sdmad.json", f"{series_uid}.sdmad-seg.dcm", f"{study_uid}.sdmad-sr.dcm"]
+    assert outputs == sorted(expected_outputs)  # no spectroscopy JSON
     assert spectroscopy_uid not in " ".join(outputs)
     findings = json.loads((app_run["out"] / f"{series_uid}.sdmad.json").read_text())
     assert findings["study_instance_uid"] == study_uid and findings["series_instance_uid"] == series_uid
+    assert findings["segmentation"] == f"{series_uid}.sdmad-seg.dcm"
     assert "not for diagnosis" in findings["note"]
-    # ITK reads the series there
-    expected = bundle_inference(setup["study"] / "mr", setup["backbone"], setup["checkpoint"], tmp_path)
-    volume = expected["volumes"][0]
+    volume = reference["volumes"][0]
     assert findings["volume"]["scores"] == pytest.approx(volume["scores"], abs=1e-6)
     assert findings["volume"]["decisions"] == volume["decisions"]
     assert findings["volume"]["positive_slices"] == volume["positive_slices"]
     assert [s["scores"] for s in findings["slices"]] == [
-        pytest.approx(s["scores"], abs=1e-6) for s in expected["slices"]
+        pytest.approx(s["scores"], abs=1e-6) for s in reference["slices"]
     ]
-    assert findings["categories"] == expected["categories"]
+    assert findings["categories"] == reference["categories"]
+
+
+def labels_under_frame(header: pydicom.Dataset, labels: nib.Nifti1Image) -> np.ndarray:
+    """The label image's values at each pixel centre of a source image, placed by the DICOM geometry (LPS) and the
+    NIfTI affine (RAS) alone: independent of the app's own placement."""
+    rows, columns = np.meshgrid(np.arange(header.Rows), np.arange(header.Columns), indexing="ij")
+    orientation = np.asarray(header.ImageOrientationPatient, dtype=float)
+    row_spacing, column_spacing = map(float, header.PixelSpacing)
+    lps = (
+        np.asarray(header.ImagePositionPatient, dtype=float)
+        + columns[..., None] * column_spacing * orientation[:3]
+        + rows[..., None] * row_spacing * orientation[3:]
+    )
+    voxels = nib.affines.apply_affine(np.linalg.inv(labels.affine), lps * [-1, -1, 1])
+    assert np.allclose(voxels, np.round(voxels), atol=1e-3)  # the label image lies on the source grid
+    i, j, k = np.round(voxels).astype(int).transpose(2, 0, 1)
+    return np.asarray(labels.dataobj)[i, j, k]
+
+
+def test_seg_holds_a_segment_per_present_category_where_the_bundles_label_image_has_it(setup, app_run, reference):
+    _, series_uid, sop_uids = source_uids(setup["study"] / "mr")
+    volume = reference["volumes"][0]
+    present = [c for c in reference["categories"] if volume["decisions"][c]]
+    assert present, "the test model decides nothing present on this study: the SEG would not be tested"
+    seg = hd.seg.segread(app_run["out"] / f"{series_uid}.sdmad-seg.dcm")
+    assert seg.SegmentationType == "BINARY" and "not for diagnosis" in seg.ImageComments
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == present
+    assert seg.StudyInstanceUID == source_uids(setup["study"] / "mr")[0] and seg.SeriesInstanceUID != series_uid
+    headers = {h.SOPInstanceUID: h for h in (pydicom.dcmread(f) for f in (setup["study"] / "mr").iterdir())}
+    labels = nib.load(volume["labels"])
+    expected_frames = {}  # (source instance, segment number) -> the reference's pixels of that category
+    for uid, header in headers.items():
+        under = labels_under_frame(header, labels)
+        for number, category in enumerate(present, start=1):
+            mask = under == volume["label_names"][category]
+            if mask.any():
+                expected_frames[uid, number] = mask
+    assert expected_frames, "the reference labels no pixel: the SEG's pixels would not be tested"
+    frames = {}
+    for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        source = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        frames[source, frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber] = seg.pixel_array[index] > 0
+    assert sorted(frames) == sorted(expected_frames)  # frames only where a segment is present, each referenced
+    for key, mask in expected_frames.items():
+        np.testing.assert_array_equal(frames[key], mask)
+    assert {uid for uid, _ in frames} <= set(sop_uids)
+
+
+def test_a_study_without_positive_findings_gets_no_seg(setup, tmp_path, monkeypatch):
+    """The same study and model, its decisions turned to absent: JSON and SR only, nothing referencing a SEG."""
+    predict = BundlePredictor.predict
+
+    def nothing_present(self, scan, maps_dir=None):
+        predictions = predict(self, scan, maps_dir)
+        for volume in predictions["volumes"]:
+            volume["decisions"] = dict.fromkeys(volume["decisions"], False)
+        return predictions
+
+    monkeypatch.setattr(BundlePredictor, "predict", nothing_present)
+    main(["-i", str(setup["study"]), "-o", str(tmp_path / "out"), "-m", str(setup["model"])])
+    study_uid, series_uid, _ = source_uids(setup["study"] / "mr")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{series_uid}.sdmad.json", f"{study_uid}.sdmad-sr.dcm"]
+    )
+    assert json.loads((tmp_path / "out" / f"{series_uid}.sdmad.json").read_text())["segmentation"] is None
+    sr = pydicom.dcmread(tmp_path / "out" / f"{study_uid}.sdmad-sr.dcm")
+    assert "Referenced Segment" not in str(sr.ContentSequence)
 
 
 def _content(item) -> dict:
@@ -96,27 +178,25 @@ def _content(item) -> dict:
     return {child.ConceptNameCodeSequence[0].CodeMeaning: child for child in item.ContentSequence}
 
 
-def test_structured_report_reads_back_with_the_decisions_and_references(setup, app_run):
+def test_structured_report_reads_back_with_the_decisions_and_references_the_seg(setup, app_run):
     study_uid, series_uid, sop_uids = source_uids(setup["study"] / "mr")
     findings = json.loads((app_run["out"] / f"{series_uid}.sdmad.json").read_text())["volume"]
+    seg = pydicom.dcmread(app_run["out"] / f"{series_uid}.sdmad-seg.dcm")
     sr = pydicom.dcmread(app_run["out"] / f"{study_uid}.sdmad-sr.dcm")
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
     assert sr.Modality == "SR" and sr.StudyInstanceUID == study_uid and sr.SeriesInstanceUID != series_uid
     assert sr.PatientID == setup["name"]
-    evidence = sr.CurrentRequestedProcedureEvidenceSequence
-    assert [s.SeriesInstanceUID for e in evidence for s in e.ReferencedSeriesSequence] == [series_uid]
-    referenced = sorted(
-        r.ReferencedSOPInstanceUID
-        for e in evidence
+    evidence = {
+        s.SeriesInstanceUID: sorted(r.ReferencedSOPInstanceUID for r in s.ReferencedSOPSequence)
+        for e in sr.CurrentRequestedProcedureEvidenceSequence
         for s in e.ReferencedSeriesSequence
-        for r in s.ReferencedSOPSequence
-    )
-    assert referenced == sop_uids
+    }
+    assert evidence == {series_uid: sop_uids, seg.SeriesInstanceUID: [seg.SOPInstanceUID]}
     root = _content(sr)
     assert "not for diagnosis" in root["Comment"].TextValue
     group = root["Findings"]
     assert _content(group)["Series Instance UID"].UID == series_uid
-    decisions, scores = {}, {}
+    decisions, scores, segments = {}, {}, {}
     for item in group.ContentSequence:
         if item.ConceptNameCodeSequence[0].CodeMeaning == "Finding":
             category = item.ConceptCodeSequence[0].CodeMeaning
@@ -125,7 +205,12 @@ def test_structured_report_reads_back_with_the_decisions_and_references(setup, a
             assert code in (PRESENT.value, ABSENT.value)
             decisions[category] = code == PRESENT.value
             scores[category] = float(properties["Category score"].MeasuredValueSequence[0].NumericValue)
+            if "Referenced Segment" in properties:
+                segment = properties["Referenced Segment"].ReferencedSOPSequence[0]
+                assert segment.ReferencedSOPInstanceUID == seg.SOPInstanceUID
+                segments[category] = int(segment.ReferencedSegmentNumber)
     assert decisions == findings["decisions"]
+    assert segments == {s.SegmentLabel: int(s.SegmentNumber) for s in seg.SegmentSequence}  # each present finding
     assert scores == pytest.approx(findings["scores"], abs=1e-4)  # DS keeps 16 characters
 
 
@@ -137,7 +222,7 @@ def test_nifti_input_gives_json_equal_to_the_bundle_inference(setup, phantom_dir
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{setup['name']}.sdmad.json"]
     findings = json.loads((tmp_path / "out" / f"{setup['name']}.sdmad.json").read_text())
     expected = bundle_inference(
-        scans / f"{setup['name']}.nii.gz", setup["backbone"], setup["checkpoint"], tmp_path / "bundle"
+        scans / f"{setup['name']}.nii.gz", setup["backbone"], setup["checkpoint"], tmp_path / "bundle", method=METHOD
     )["volumes"][0]
     assert findings["volume"]["scores"] == expected["scores"]
     assert findings["volume"]["decisions"] == expected["decisions"]
@@ -187,7 +272,9 @@ def test_the_bundle_and_the_app_refuse_the_same_4d_series_with_the_same_message(
         timeout=300,
     )
     command = inference_command(setup["backbone"], setup["checkpoint"], study / "mr", tmp_path / "bundle")
-    bundle = subprocess.run([*command, "--num_workers", "0"], capture_output=True, text=True, timeout=300)
+    bundle = subprocess.run(
+        [*command, "--num_workers", "0", "--method", METHOD], capture_output=True, text=True, timeout=300
+    )
     expected = f"sdmad: error: {study / 'mr'}: a 4-D series: 6 images at 3 slice positions (2 volumes"
     for result in (app, bundle):
         assert result.returncode != 0 and result.stderr.splitlines()[-1].startswith(expected), result.stderr[-2000:]

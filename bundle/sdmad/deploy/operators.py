@@ -23,6 +23,7 @@ from sdmad.atomic import write_json_atomic
 from sdmad.data.errors import DataError
 from sdmad.deploy.model_folder import model_folder_configs
 from sdmad.deploy.scans import ScanInput, check_series, image_to_metatensor, input_headers, nifti_files
+from sdmad.deploy.segmentation import series_segmentation
 from sdmad.deploy.structured_report import NOT_FOR_DIAGNOSIS, SeriesFindings, study_report
 from sdmad.predictor import BundlePredictor
 
@@ -96,8 +97,8 @@ class NiftiScansOperator(Operator):
 
 class SDMADInferenceOperator(Operator):
     """``scans`` -> ``findings``: each scan's `predictions.json` content (per slice and per volume, scores and
-    decisions per category), from the model folder's bundle config. The model loads when the app is composed,
-    so a bad model folder fails before any input is read."""
+    decisions per category; with a model that makes maps, its label image too), from the model folder's bundle
+    config. The model loads when the app is composed, so a bad model folder fails before any input is read."""
 
     def __init__(self, fragment: Fragment, *args, model_folder: Path, **kwargs):
         self.model_folder = Path(model_folder)
@@ -106,6 +107,8 @@ class SDMADInferenceOperator(Operator):
             self.model_folder, {"num_workers": 0}, config_files=model_folder_configs(self.model_folder)
         )
         self.predictor.refresh_weights()  # the checkpoint is read (and checked against the network) now
+        # a model with maps: each volume's label image, read by the writer for the SEG (removed at exit)
+        self.maps_folder = tempfile.TemporaryDirectory(prefix="sdmad-maps-") if self.predictor.has_maps else None
         super().__init__(fragment, *args, **kwargs)
 
     def setup(self, spec: OperatorSpec):
@@ -116,7 +119,8 @@ class SDMADInferenceOperator(Operator):
         scans: list[ScanInput] = op_input.receive("scans")
         findings = []
         for scan in scans:
-            predictions = self.predictor.predict(scan.scan)
+            maps = self.maps_folder.name if self.maps_folder is not None else None
+            predictions = self.predictor.predict(scan.scan, maps_dir=maps)
             findings.append((scan, predictions))
             volume = predictions["volumes"][0]
             positive = [c for c, yes in volume["decisions"].items() if yes]
@@ -124,8 +128,9 @@ class SDMADInferenceOperator(Operator):
         op_output.emit(findings, "findings")
 
 
-def findings_record(scan: ScanInput, predictions: dict, model_folder: Path) -> dict:
-    """The findings JSON of one series (or NIfTI file)."""
+def findings_record(scan: ScanInput, predictions: dict, model_folder: Path, segmentation: str | None) -> dict:
+    """The findings JSON of one series (or NIfTI file); ``segmentation``: the file name of its SEG, if any (the
+    label image's temporary path is left out)."""
     record = {"note": NOT_FOR_DIAGNOSIS, "model_folder": str(model_folder), "source": scan.name}
     if scan.series is not None:
         record.update(
@@ -134,10 +139,11 @@ def findings_record(scan: ScanInput, predictions: dict, model_folder: Path) -> d
             series_description=str(scan.series.SeriesDescription or ""),
             modality=str(scan.series.Modality or ""),
         )
-    volume = predictions["volumes"][0]
+    volume = {k: v for k, v in predictions["volumes"][0].items() if k not in ("maps", "labels", "overlays")}
     record.update(
         categories=predictions["categories"],
         backbone=predictions["backbone"],
+        segmentation=segmentation,
         volume=volume,
         slices=predictions["slices"],
         sign_selection=predictions["sign_selection"],
@@ -146,9 +152,10 @@ def findings_record(scan: ScanInput, predictions: dict, model_folder: Path) -> d
 
 
 class FindingsWriterOperator(Operator):
-    """``findings`` -> in the output folder, `<series UID or file name>.sdmad.json` per scan and
-    `<study UID>.sdmad-sr.dcm` per DICOM study. All files are staged first and moved into place together, so a
-    failure leaves none of this run's outputs behind."""
+    """``findings`` -> in the output folder, `<series UID or file name>.sdmad.json` per scan,
+    `<series UID>.sdmad-seg.dcm` per DICOM series with a category decided present (a model that makes maps) and
+    `<study UID>.sdmad-sr.dcm` per DICOM study, referencing the SEGs. All files are staged first and moved into
+    place together, so a failure leaves none of this run's outputs behind."""
 
     def __init__(self, fragment: Fragment, *args, output_folder: Path, model_folder: Path, **kwargs):
         self.output_folder, self.model_folder = Path(output_folder), Path(model_folder)
@@ -158,26 +165,42 @@ class FindingsWriterOperator(Operator):
         spec.input("findings")
 
     def compute(self, op_input, op_output, context):
-        findings: list[tuple[ScanInput, dict]] = op_input.receive("findings")
-        self.output_folder.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.output_folder, prefix=".sdmad-staging-"))
-        description = f"{findings[0][1]['backbone']}, {self.model_folder.name}"  # one model for every scan
-        try:
-            by_study: dict[str, list[SeriesFindings]] = {}
-            for scan, predictions in findings:
-                stem = str(scan.series.SeriesInstanceUID) if scan.series is not None else scan.name
-                write_json_atomic(findings_record(scan, predictions, self.model_folder), staging / f"{stem}.sdmad.json")
-                if scan.series is not None:
-                    instances = [i.get_native_sop_instance() for i in scan.series.get_sop_instances()]
-                    by_study.setdefault(str(scan.study.StudyInstanceUID), []).append(
-                        SeriesFindings(instances, predictions["volumes"][0])
+        write_findings(op_input.receive("findings"), self.output_folder, self.model_folder)
+
+
+def write_findings(findings: list[tuple[ScanInput, dict]], output_folder: Path, model_folder: Path) -> list[Path]:
+    """The files of ``FindingsWriterOperator``, staged in ``output_folder`` and moved into place together."""
+    output_folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output_folder, prefix=".sdmad-staging-"))
+    description = f"{findings[0][1]['backbone']}, {model_folder.name}"  # one model for every scan
+    try:
+        by_study: dict[str, list[SeriesFindings]] = {}
+        for scan, predictions in findings:
+            volume, segmentation, seg_name = predictions["volumes"][0], None, None
+            if scan.series is not None:
+                instances = [i.get_native_sop_instance() for i in scan.series.get_sop_instances()]
+                if "labels" in volume:
+                    segmentation = series_segmentation(
+                        instances, volume["labels"], volume["decisions"], volume["label_names"]
                     )
-            for study_uid, series_findings in by_study.items():
-                study_report(series_findings, description).save_as(
-                    staging / f"{study_uid}.sdmad-sr.dcm", enforce_file_format=True
+                if segmentation is not None:
+                    seg_name = f"{scan.series.SeriesInstanceUID}.sdmad-seg.dcm"
+                    segmentation.save_as(staging / seg_name, enforce_file_format=True)
+                by_study.setdefault(str(scan.study.StudyInstanceUID), []).append(
+                    SeriesFindings(instances, volume, segmentation)
                 )
-            for output in sorted(staging.iterdir()):
-                os.replace(output, self.output_folder / output.name)
-                logger.info("wrote %s", self.output_folder / output.name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            stem = str(scan.series.SeriesInstanceUID) if scan.series is not None else scan.name
+            record = findings_record(scan, predictions, model_folder, seg_name)
+            write_json_atomic(record, staging / f"{stem}.sdmad.json")
+        for study_uid, series_findings in by_study.items():
+            study_report(series_findings, description).save_as(
+                staging / f"{study_uid}.sdmad-sr.dcm", enforce_file_format=True
+            )
+        written = []
+        for output in sorted(staging.iterdir()):
+            os.replace(output, output_folder / output.name)
+            written.append(output_folder / output.name)
+            logger.info("wrote %s", written[-1])
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

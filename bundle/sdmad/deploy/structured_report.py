@@ -11,8 +11,10 @@ Content tree (concepts from DCM, SCT and LOINC where they exist; the model's own
           CODE       Decision (99SDMAD) = Present (SCT 52101004) | Absent (SCT 2667000)
           NUM        Category score (99SDMAD), unitless
           TEXT       Positive slices (99SDMAD), RAS slice indices (only when present)
+          IMAGE      Referenced Segment (DCM 121191): the finding's segment in the series' SEG (when there is one)
 
-Every image of the scored series is listed as evidence (Current Requested Procedure Evidence Sequence).
+Every image of the scored series, and each SEG, is listed as evidence (Current Requested Procedure Evidence
+Sequence).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ DECISION = hd.sr.CodedConcept("decision", SCHEME, "Decision")
 CATEGORY_SCORE = hd.sr.CodedConcept("category-score", SCHEME, "Category score")
 ANOMALY_SCORE = hd.sr.CodedConcept("anomaly-score", SCHEME, "Anomaly score")
 POSITIVE_SLICES = hd.sr.CodedConcept("positive-slices", SCHEME, "Positive slices")
+REFERENCED_SEGMENT = codes.DCM.ReferencedSegment
 UNITLESS = codes.UCUM.NoUnits
 # Type 2 attributes of the patient and study that highdicom copies from the first evidence file into the SR.
 STUDY_TYPE2 = (
@@ -62,10 +65,12 @@ STUDY_TYPE2 = (
 
 @dataclass
 class SeriesFindings:
-    """One scored series: its SOP instances (pydicom datasets) and its volume entry of `predictions.json`."""
+    """One scored series: its SOP instances (pydicom datasets), its volume entry of `predictions.json` and its SEG
+    (sdmad.deploy.segmentation; None when it has none)."""
 
     instances: Sequence[pydicom.Dataset]
     volume: dict[str, Any]
+    segmentation: pydicom.Dataset | None = None
 
 
 def category_code(category: str) -> hd.sr.CodedConcept:
@@ -86,8 +91,18 @@ def _root_header(dataset: pydicom.Dataset) -> pydicom.Dataset:
     return header
 
 
+def _segment_numbers(segmentation: pydicom.Dataset | None) -> dict[str, int]:
+    """Category -> its segment number in the SEG."""
+    if segmentation is None:
+        return {}
+    return {
+        str(segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning): int(segment.SegmentNumber)
+        for segment in segmentation.SegmentSequence
+    }
+
+
 def _series_container(series: SeriesFindings) -> hd.sr.ContainerContentItem:
-    volume = series.volume
+    volume, segments = series.volume, _segment_numbers(series.segmentation)
     container = hd.sr.ContainerContentItem(FINDINGS, relationship_type="CONTAINS")
     items = [
         hd.sr.UIDRefContentItem(SERIES_UID, series.instances[0].SeriesInstanceUID, relationship_type="CONTAINS"),
@@ -105,6 +120,16 @@ def _series_container(series: SeriesFindings) -> hd.sr.ContainerContentItem:
             properties.append(
                 hd.sr.TextContentItem(POSITIVE_SLICES, ", ".join(map(str, slices)), relationship_type="HAS PROPERTIES")
             )
+        if category in segments:
+            properties.append(
+                hd.sr.ImageContentItem(
+                    REFERENCED_SEGMENT,
+                    series.segmentation.SOPClassUID,
+                    series.segmentation.SOPInstanceUID,
+                    referenced_segment_numbers=segments[category],
+                    relationship_type="HAS PROPERTIES",
+                )
+            )
         finding.ContentSequence = hd.sr.ContentSequence(properties)
         items.append(finding)
     container.ContentSequence = hd.sr.ContentSequence(items)
@@ -114,7 +139,8 @@ def _series_container(series: SeriesFindings) -> hd.sr.ContainerContentItem:
 def study_report(
     findings: Sequence[SeriesFindings], model_description: str, series_number: int = 9901
 ) -> hd.sr.ComprehensiveSR:
-    """A Comprehensive SR for one study: a not-for-diagnosis comment and the findings of each scored series."""
+    """A Comprehensive SR for one study: a not-for-diagnosis comment and the findings of each scored series, each
+    present finding pointing to its segment where the series has a SEG."""
     if not findings:
         raise ValueError("a structured report needs at least one scored series")
     studies = {str(f.instances[0].StudyInstanceUID) for f in findings}
@@ -126,6 +152,7 @@ def study_report(
     )
     root.ContentSequence = hd.sr.ContentSequence([comment] + [_series_container(f) for f in findings])
     evidence = [instance for f in findings for instance in f.instances]
+    evidence += [f.segmentation for f in findings if f.segmentation is not None]
     evidence[0] = _root_header(evidence[0])
     return hd.sr.ComprehensiveSR(
         evidence=evidence,

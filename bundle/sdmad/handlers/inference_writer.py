@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from ignite.engine import Engine, Events
+from monai.data import MetaTensor
 
 from sdmad import RESEARCH_USE_ONLY
 from sdmad.atomic import write_csv_atomic, write_json_atomic
@@ -132,8 +133,9 @@ class InferenceWriter(PredictionWriter):
         if self.save_maps and not unwrap(engine.network).has_patch_path:
             raise MapsError("save_maps needs the patch path: pass --method sdmad+mvfa and a model trained with it")
 
-    def _write_maps(self, volumes: list[dict], network: Any, text: Any) -> None:
-        """The maps NIfTI and overlays of every volume, recorded in its ``volumes`` entry."""
+    def _write_maps(self, volumes: list[dict], network: Any, text: Any, in_memory: dict[str, Any]) -> None:
+        """The maps NIfTI and overlays of every volume, recorded in its ``volumes`` entry (``in_memory``: the volumes
+        an app handed over in memory, by name; the others are read again from their files)."""
         from sdmad.maps import (
             MAP_THRESHOLD,
             display_volume,
@@ -158,7 +160,8 @@ class InferenceWriter(PredictionWriter):
         for volume in volumes:
             members = by_source[volume["source"]]
             stem = names[volume["source"]]
-            display = display_volume(volume["source"], self.h5_source, self.series_uid)
+            source = in_memory.get(volume["source"], volume["source"])
+            display = display_volume(source, self.h5_source, self.series_uid)
             maps = {r["slice_index"]: native_maps(r["maps"], *r["shape"], image_size) for r in members}
             if display.ndim == 4:
                 path = self.output_dir / "maps" / f"{stem}_maps.nii.gz"
@@ -202,7 +205,9 @@ class InferenceWriter(PredictionWriter):
         reasons = [[r["source"], r["id"], r["reason"]] for r in skipped]
         write_csv_atomic([["source", "id", "reason"], *reasons], self.output_dir / "errors.csv")
         if self.save_maps:  # after the tables: a failure here loses none of them
-            self._write_maps(volumes, network, text)
+            items = getattr(engine.data_loader.dataset, "data", [])
+            in_memory = {str(i["id"]): i["image"] for i in items if isinstance(i.get("image"), MetaTensor)}
+            self._write_maps(volumes, network, text, in_memory)
         selection = text.selection.to_dict(network.signs.sign_prompts)
         slices = [
             {
