@@ -111,6 +111,11 @@ def montage_png(rows: Sequence[MontageRow], path: str | Path, title: str) -> Pat
     return path
 
 
+def label_colour(value: int) -> tuple[float, float, float]:
+    """The colour (RGB in [0, 1]) of a label value in the pictures, the same in the Deploy app's SEG."""
+    return tuple(plt.get_cmap("tab10")((value - 1) % 10)[:3])
+
+
 def label_overlay_png(
     image: np.ndarray,
     labels: np.ndarray,
@@ -123,17 +128,16 @@ def label_overlay_png(
     draws a segmentation), the legend naming each value shown."""
     figure, axes = plt.subplots(1, 2, figsize=(9, 4.6), layout="constrained")
     grey = display_window(np.asarray(image, dtype=np.float32))
-    colours = plt.get_cmap("tab10")
     for ax in axes:
         ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.axis("off")
     shown = [(name, value) for name, value in label_names.items() if (labels == value).any()]
     overlay = np.zeros((*labels.shape, 4))
     for _, value in shown:
-        overlay[labels == value] = (*colours((value - 1) % 10)[:3], 0.55)
+        overlay[labels == value] = (*label_colour(value), 0.55)
     axes[1].imshow(overlay, interpolation="nearest")
     handles = [
-        plt.Rectangle((0, 0), 1, 1, color=colours((value - 1) % 10), label=f"{value}: {_short(name, 30)}")
+        plt.Rectangle((0, 0), 1, 1, color=label_colour(value), label=f"{value}: {_short(name, 30)}")
         for name, value in shown
     ]
     axes[1].legend(handles=handles or [plt.Rectangle((0, 0), 1, 1, color="none", label="no label")], fontsize=7)

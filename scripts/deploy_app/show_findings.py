@@ -39,29 +39,30 @@ def sr_decisions(path: Path) -> dict[str, dict[str, str]]:
     return decisions
 
 
-def seg_frames(path: Path) -> tuple[hd.seg.Segmentation, dict[str, list[tuple[str, int]]]]:
-    """The SEG and, per segment label (category), its frames as (source SOP instance UID, frame index)."""
+def seg_pixels(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The source SOP instance UIDs a SEG refers to and, per segment label (category), its pixels on each of them
+    ``[images, rows, columns]`` (highdicom's reading by source instance, as viewers overlay it)."""
     seg = hd.seg.segread(path)
-    labels = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
-    frames: dict[str, list[tuple[str, int]]] = {label: [] for label in labels.values()}
-    for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        source = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-        frames[labels[int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)]].append((source, index))
-    return seg, frames
+    sources = [str(uid) for _, _, uid in seg.get_source_image_uids()]
+    numbers = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
+    pixels = seg.get_pixels_by_source_instance(
+        sources, segment_numbers=list(numbers), assert_missing_frames_are_empty=True
+    )
+    return sources, {label: pixels[..., j] > 0 for j, label in enumerate(numbers.values())}
 
 
 def seg_picture(seg_path: Path, study: Path, label_names: dict[str, int], out: Path) -> Path:
     """The source image with the most segmented pixels, its SEG frames drawn over it in the category's colour."""
-    seg, frames = seg_frames(seg_path)
-    by_source: dict[str, np.ndarray] = {}
-    for category, entries in frames.items():
-        for source, index in entries:
-            labels = by_source.setdefault(source, np.zeros(seg.pixel_array.shape[1:], dtype=np.int64))
-            labels[seg.pixel_array[index] > 0] = label_names[category]
-    source = max(by_source, key=lambda uid: int((by_source[uid] > 0).sum()))
-    image = next(d for d in (pydicom.dcmread(f) for f in study.rglob("*") if f.is_file()) if d.SOPInstanceUID == source)
+    sources, pixels = seg_pixels(seg_path)
+    labels = np.zeros(next(iter(pixels.values())).shape, dtype=np.int64)
+    for category, mask in pixels.items():
+        labels[mask] = label_names[category]
+    index = int(np.argmax((labels > 0).reshape(len(sources), -1).sum(axis=1)))
+    image = next(
+        d for d in (pydicom.dcmread(f) for f in study.rglob("*") if f.is_file()) if d.SOPInstanceUID == sources[index]
+    )
     title = f"DICOM SEG read back with highdicom: image {image.InstanceNumber} of {image.SeriesDescription}"
-    return label_overlay_png(image.pixel_array, by_source[source], label_names, title, out, "its SEG frames")
+    return label_overlay_png(image.pixel_array, labels[index], label_names, title, out, "its SEG frames")
 
 
 def main() -> None:
@@ -80,14 +81,14 @@ def main() -> None:
         volume = findings["volume"]
         series = findings.get("series_instance_uid")
         seg_path = args.output / findings["segmentation"] if findings.get("segmentation") else None
-        frames = seg_frames(seg_path)[1] if seg_path else {}
+        frames = {c: int(m.any(axis=(1, 2)).sum()) for c, m in seg_pixels(seg_path)[1].items()} if seg_path else {}
         print(f"\n{path.name}: {findings.get('series_description', findings['source'])}, {volume['slices']} slices")
-        print(f"DICOM SEG: {seg_path or 'none (no category present)'}")
+        print(f"DICOM SEG: {seg_path or 'none (' + findings.get('segmentation_note', '') + ')'}")
         print(f"  {'category':62} {'score':>8}  {'decision':9} {'in SR':8} {'SEG frames'}")
         for category, score in volume["scores"].items():
             decision = "present" if volume["decisions"][category] else "absent"
             in_sr = from_sr.get(series, {}).get(category, "-")
-            in_seg = len(frames[category]) if category in frames else "-"
+            in_seg = frames.get(category, "-")
             print(f"  {category[:62]:62} {score:8.3f}  {decision:9} {in_sr:8} {in_seg}")
         print(f"  {findings['note']}")
         if args.picture and seg_path and pictured is None:

@@ -7,6 +7,7 @@ Runs in the deploy environment (`make deploy-env`; `make test` runs it); skipped
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -123,46 +124,105 @@ def labels_under_frame(header: pydicom.Dataset, labels: nib.Nifti1Image) -> np.n
     return np.asarray(labels.dataobj)[i, j, k]
 
 
-def test_seg_holds_a_segment_per_present_category_where_the_bundles_label_image_has_it(setup, app_run, reference):
-    _, series_uid, sop_uids = source_uids(setup["study"] / "mr")
-    volume = reference["volumes"][0]
-    present = [c for c in reference["categories"] if volume["decisions"][c]]
-    assert present, "the test model decides nothing present on this study: the SEG would not be tested"
-    seg = hd.seg.segread(app_run["out"] / f"{series_uid}.sdmad-seg.dcm")
-    assert seg.SegmentationType == "BINARY" and "not for diagnosis" in seg.ImageComments
-    assert [s.SegmentLabel for s in seg.SegmentSequence] == present
-    assert seg.StudyInstanceUID == source_uids(setup["study"] / "mr")[0] and seg.SeriesInstanceUID != series_uid
-    headers = {h.SOPInstanceUID: h for h in (pydicom.dcmread(f) for f in (setup["study"] / "mr").iterdir())}
+def expected_segments(study: Path, volume: dict) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The MR images' SOP instance UIDs and, per category decided present that the bundle's label image labels
+    somewhere, its pixels under each image ``[images, rows, columns]``."""
+    headers = {h.SOPInstanceUID: h for h in (pydicom.dcmread(f) for f in (study / "mr").iterdir())}
+    uids = sorted(headers)
     labels = nib.load(volume["labels"])
-    expected_frames = {}  # (source instance, segment number) -> the reference's pixels of that category
-    for uid, header in headers.items():
-        under = labels_under_frame(header, labels)
-        for number, category in enumerate(present, start=1):
-            mask = under == volume["label_names"][category]
-            if mask.any():
-                expected_frames[uid, number] = mask
-    assert expected_frames, "the reference labels no pixel: the SEG's pixels would not be tested"
-    frames = {}
-    for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
-        source = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-        frames[source, frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber] = seg.pixel_array[index] > 0
-    assert sorted(frames) == sorted(expected_frames)  # frames only where a segment is present, each referenced
-    for key, mask in expected_frames.items():
-        np.testing.assert_array_equal(frames[key], mask)
-    assert {uid for uid, _ in frames} <= set(sop_uids)
+    under = np.stack([labels_under_frame(headers[uid], labels) for uid in uids])
+    masks = {c: under == volume["label_names"][c] for c, present in volume["decisions"].items() if present}
+    return uids, {c: mask for c, mask in masks.items() if mask.any()}
+
+
+def read_segments(path: Path, uids: list[str]) -> tuple[hd.seg.Segmentation, dict[str, np.ndarray]]:
+    """A SEG read back with highdicom and, per segment label, its pixels under each of ``uids``."""
+    seg = hd.seg.segread(path)
+    labels = [str(s.SegmentLabel) for s in seg.SegmentSequence]
+    pixels = seg.get_pixels_by_source_instance(
+        uids, segment_numbers=list(range(1, len(labels) + 1)), assert_missing_frames_are_empty=True
+    )
+    return seg, {label: pixels[..., j] > 0 for j, label in enumerate(labels)}
+
+
+def test_seg_holds_a_segment_per_present_category_where_the_bundles_label_image_has_it(setup, app_run, reference):
+    study_uid, series_uid, _ = source_uids(setup["study"] / "mr")
+    uids, expected = expected_segments(setup["study"], reference["volumes"][0])
+    assert expected, "the test model labels no present category on this study: the SEG would not be tested"
+    seg, segments = read_segments(app_run["out"] / f"{series_uid}.sdmad-seg.dcm", uids)
+    assert seg.SegmentationType == "BINARY" and "not for diagnosis" in seg.ImageComments
+    assert seg.StudyInstanceUID == study_uid and seg.SeriesInstanceUID != series_uid
+    assert list(segments) == list(expected)
+    for category, mask in expected.items():
+        np.testing.assert_array_equal(segments[category], mask)
+    # frames only where a segment has pixels (each referencing its image: the pixels above are read through them)
+    assert seg.NumberOfFrames == sum(int(mask.any(axis=(1, 2)).sum()) for mask in expected.values())
+
+
+def forced_decisions(monkeypatch, decide) -> None:
+    """Inference as usual, then each volume's decisions replaced by ``decide(volume)`` ({category: bool})."""
+    predict = BundlePredictor.predict
+
+    def forced(self, scan, maps_dir=None):
+        predictions = predict(self, scan, maps_dir)
+        for volume in predictions["volumes"]:
+            volume["decisions"] = decide(volume)
+        return predictions
+
+    monkeypatch.setattr(BundlePredictor, "predict", forced)
+
+
+def test_a_present_category_without_labelled_pixels_gets_no_segment(setup, reference, tmp_path, monkeypatch):
+    """Present: one category the label image has and one it has nowhere. The SEG has the first alone (one segment:
+    highdicom shares its identification across frames), the SR points to it alone, show_findings reads and draws it."""
+    uids, expected = expected_segments(setup["study"], reference["volumes"][0])
+    labelled = next(iter(expected))
+    values = np.asarray(nib.load(reference["volumes"][0]["labels"]).dataobj)
+    names = reference["volumes"][0]["label_names"]
+    unlabelled = next(c for c in reference["categories"] if not (values == names[c]).any())
+    forced_decisions(monkeypatch, lambda volume: {c: c in (labelled, unlabelled) for c in volume["decisions"]})
+    out = tmp_path / "out"
+    main(["-i", str(setup["study"]), "-o", str(out), "-m", str(setup["model"])])
+    study_uid, series_uid, _ = source_uids(setup["study"] / "mr")
+    seg, segments = read_segments(out / f"{series_uid}.sdmad-seg.dcm", uids)
+    assert list(segments) == [labelled]
+    np.testing.assert_array_equal(segments[labelled], expected[labelled])
+    sr = pydicom.dcmread(out / f"{study_uid}.sdmad-sr.dcm")
+    pointed = [
+        item.ConceptCodeSequence[0].CodeMeaning
+        for item in _content(sr)["Findings"].ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeMeaning == "Finding" and "Referenced Segment" in _content(item)
+    ]
+    assert pointed == [labelled]
+    spec = importlib.util.spec_from_file_location("show_findings", APP.parent / "show_findings.py")
+    show_findings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(show_findings)
+    assert list(show_findings.seg_pixels(out / f"{series_uid}.sdmad-seg.dcm")[1]) == [labelled]
+    assert show_findings.seg_picture(
+        out / f"{series_uid}.sdmad-seg.dcm", setup["study"], names, tmp_path / "seg.png"
+    ).is_file()
+
+
+def test_a_series_whose_label_image_cannot_be_placed_gets_json_and_sr_without_seg(setup, tmp_path):
+    """A slice missing from the series (irregular spacing): the label image is not on the images' grid, so no SEG;
+    the JSON says why and the SR is written without segment references."""
+    study = shutil.copytree(setup["study"], tmp_path / "study")
+    sorted((study / "mr").iterdir())[5].unlink()
+    main(["-i", str(study), "-o", str(tmp_path / "out"), "-m", str(setup["model"])])
+    study_uid, series_uid, _ = source_uids(study / "mr")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{series_uid}.sdmad.json", f"{study_uid}.sdmad-sr.dcm"]
+    )
+    findings = json.loads((tmp_path / "out" / f"{series_uid}.sdmad.json").read_text())
+    assert any(findings["volume"]["decisions"].values())  # a SEG was attempted
+    assert findings["segmentation"] is None
+    assert f"series {series_uid}: the label image cannot be placed" in findings["segmentation_note"]
+    assert "Referenced Segment" not in str(pydicom.dcmread(tmp_path / "out" / f"{study_uid}.sdmad-sr.dcm"))
 
 
 def test_a_study_without_positive_findings_gets_no_seg(setup, tmp_path, monkeypatch):
     """The same study and model, its decisions turned to absent: JSON and SR only, nothing referencing a SEG."""
-    predict = BundlePredictor.predict
-
-    def nothing_present(self, scan, maps_dir=None):
-        predictions = predict(self, scan, maps_dir)
-        for volume in predictions["volumes"]:
-            volume["decisions"] = dict.fromkeys(volume["decisions"], False)
-        return predictions
-
-    monkeypatch.setattr(BundlePredictor, "predict", nothing_present)
+    forced_decisions(monkeypatch, lambda volume: dict.fromkeys(volume["decisions"], False))
     main(["-i", str(setup["study"]), "-o", str(tmp_path / "out"), "-m", str(setup["model"])])
     study_uid, series_uid, _ = source_uids(setup["study"] / "mr")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(

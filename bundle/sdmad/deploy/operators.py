@@ -23,7 +23,7 @@ from sdmad.atomic import write_json_atomic
 from sdmad.data.errors import DataError
 from sdmad.deploy.model_folder import model_folder_configs
 from sdmad.deploy.scans import ScanInput, check_series, image_to_metatensor, input_headers, nifti_files
-from sdmad.deploy.segmentation import series_segmentation
+from sdmad.deploy.segmentation import SeriesSegmentation, series_segmentation
 from sdmad.deploy.structured_report import NOT_FOR_DIAGNOSIS, SeriesFindings, study_report
 from sdmad.predictor import BundlePredictor
 
@@ -119,7 +119,8 @@ class SDMADInferenceOperator(Operator):
         scans: list[ScanInput] = op_input.receive("scans")
         findings = []
         for scan in scans:
-            maps = self.maps_folder.name if self.maps_folder is not None else None
+            # maps (label images) for DICOM series only: a NIfTI file gets no SEG
+            maps = self.maps_folder.name if self.maps_folder is not None and scan.series is not None else None
             predictions = self.predictor.predict(scan.scan, maps_dir=maps)
             findings.append((scan, predictions))
             volume = predictions["volumes"][0]
@@ -128,9 +129,9 @@ class SDMADInferenceOperator(Operator):
         op_output.emit(findings, "findings")
 
 
-def findings_record(scan: ScanInput, predictions: dict, model_folder: Path, segmentation: str | None) -> dict:
-    """The findings JSON of one series (or NIfTI file); ``segmentation``: the file name of its SEG, if any (the
-    label image's temporary path is left out)."""
+def findings_record(scan: ScanInput, predictions: dict, model_folder: Path, segmentation: dict) -> dict:
+    """The findings JSON of one series (or NIfTI file); ``segmentation``: ``{"segmentation": <SEG file name>}``, or
+    None and a ``segmentation_note`` saying why there is none (the maps' temporary paths are left out)."""
     record = {"note": NOT_FOR_DIAGNOSIS, "model_folder": str(model_folder), "source": scan.name}
     if scan.series is not None:
         record.update(
@@ -143,7 +144,7 @@ def findings_record(scan: ScanInput, predictions: dict, model_folder: Path, segm
     record.update(
         categories=predictions["categories"],
         backbone=predictions["backbone"],
-        segmentation=segmentation,
+        **segmentation,
         volume=volume,
         slices=predictions["slices"],
         sign_selection=predictions["sign_selection"],
@@ -168,6 +169,24 @@ class FindingsWriterOperator(Operator):
         write_findings(op_input.receive("findings"), self.output_folder, self.model_folder)
 
 
+def _series_segmentation(instances: list, volume: dict) -> tuple[SeriesSegmentation | None, str]:
+    """The series' SEG (sdmad.deploy.segmentation), or None and why there is none. A label image that cannot be
+    placed on the series costs the SEG only (a warning): the JSON and SR are still written. The maps' temporary
+    files are removed."""
+    try:
+        if "labels" not in volume:
+            return None, "the model makes no maps (method sdmad)"
+        segmentation = series_segmentation(instances, volume["labels"], volume["decisions"], volume["label_names"])
+        return segmentation, "no category present with labelled pixels" if segmentation is None else ""
+    except DataError as error:
+        logger.warning("no SEG for %s", error)
+        return None, str(error)
+    finally:
+        for key in ("maps", "labels"):
+            if key in volume:
+                Path(volume[key]).unlink(missing_ok=True)
+
+
 def write_findings(findings: list[tuple[ScanInput, dict]], output_folder: Path, model_folder: Path) -> list[Path]:
     """The files of ``FindingsWriterOperator``, staged in ``output_folder`` and moved into place together."""
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -176,21 +195,20 @@ def write_findings(findings: list[tuple[ScanInput, dict]], output_folder: Path, 
     try:
         by_study: dict[str, list[SeriesFindings]] = {}
         for scan, predictions in findings:
-            volume, segmentation, seg_name = predictions["volumes"][0], None, None
+            volume, stem = predictions["volumes"][0], scan.name
+            segmentation = {"segmentation": None, "segmentation_note": "NIfTI input: no DICOM series for a SEG"}
             if scan.series is not None:
+                stem = str(scan.series.SeriesInstanceUID)
                 instances = [i.get_native_sop_instance() for i in scan.series.get_sop_instances()]
-                if "labels" in volume:
-                    segmentation = series_segmentation(
-                        instances, volume["labels"], volume["decisions"], volume["label_names"]
-                    )
-                if segmentation is not None:
-                    seg_name = f"{scan.series.SeriesInstanceUID}.sdmad-seg.dcm"
-                    segmentation.save_as(staging / seg_name, enforce_file_format=True)
-                by_study.setdefault(str(scan.study.StudyInstanceUID), []).append(
-                    SeriesFindings(instances, volume, segmentation)
-                )
-            stem = str(scan.series.SeriesInstanceUID) if scan.series is not None else scan.name
-            record = findings_record(scan, predictions, model_folder, seg_name)
+                entry = SeriesFindings(instances, volume)
+                seg, why_none = _series_segmentation(instances, volume)
+                segmentation = {"segmentation": None, "segmentation_note": why_none}
+                if seg is not None:
+                    segmentation = {"segmentation": f"{stem}.sdmad-seg.dcm"}
+                    seg.dataset.save_as(staging / segmentation["segmentation"], enforce_file_format=True)
+                    entry.segmentation, entry.segments = seg.dataset, seg.segments
+                by_study.setdefault(str(scan.study.StudyInstanceUID), []).append(entry)
+            record = findings_record(scan, predictions, model_folder, segmentation)
             write_json_atomic(record, staging / f"{stem}.sdmad.json")
         for study_uid, series_findings in by_study.items():
             study_report(series_findings, description).save_as(

@@ -19,12 +19,14 @@ Sequence).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import highdicom as hd
 import pydicom
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
@@ -32,6 +34,8 @@ import sdmad
 from sdmad.data.loading import PIXEL_TAGS
 
 SCHEME = "99SDMAD"
+# declared in every object that uses it (Coding Scheme Identification Sequence)
+SCHEME_IDENTIFICATION = CodingSchemeIdentificationItem(SCHEME, name="SD-MAD private codes: categories and measures")
 NOT_FOR_DIAGNOSIS = (
     f"{sdmad.RESEARCH_USE_ONLY.capitalize()}. Automated SD-MAD findings (few-shot CLIP with sign "
     "prompts); every finding needs a radiologist's review."
@@ -65,17 +69,23 @@ STUDY_TYPE2 = (
 
 @dataclass
 class SeriesFindings:
-    """One scored series: its SOP instances (pydicom datasets), its volume entry of `predictions.json` and its SEG
-    (sdmad.deploy.segmentation; None when it has none)."""
+    """One scored series: its SOP instances (pydicom datasets), its volume entry of `predictions.json`, its SEG
+    (sdmad.deploy.segmentation; None when it has none) and the SEG's segment number of each category in it."""
 
     instances: Sequence[pydicom.Dataset]
     volume: dict[str, Any]
     segmentation: pydicom.Dataset | None = None
+    segments: dict[str, int] = field(default_factory=dict)
 
 
 def category_code(category: str) -> hd.sr.CodedConcept:
-    """The category as a code of the private scheme (highdicom uses LongCodeValue beyond 16 characters)."""
-    return hd.sr.CodedConcept(category.lower().replace(" ", "-"), SCHEME, category)
+    """The category as a code of the private scheme: its name in lower case with dashes when that fits Code Value's
+    16 characters, else its first 11 characters and 4 hex digits of its CRC-32 (stable, and no Long Code Value,
+    which older readers ignore)."""
+    value = category.lower().replace(" ", "-")
+    if len(value) > 16:
+        value = f"{value[:11]}-{zlib.crc32(value.encode()):08x}"[:16]
+    return hd.sr.CodedConcept(value, SCHEME, category)
 
 
 def _root_header(dataset: pydicom.Dataset) -> pydicom.Dataset:
@@ -91,18 +101,8 @@ def _root_header(dataset: pydicom.Dataset) -> pydicom.Dataset:
     return header
 
 
-def _segment_numbers(segmentation: pydicom.Dataset | None) -> dict[str, int]:
-    """Category -> its segment number in the SEG."""
-    if segmentation is None:
-        return {}
-    return {
-        str(segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning): int(segment.SegmentNumber)
-        for segment in segmentation.SegmentSequence
-    }
-
-
 def _series_container(series: SeriesFindings) -> hd.sr.ContainerContentItem:
-    volume, segments = series.volume, _segment_numbers(series.segmentation)
+    volume, segments = series.volume, series.segments
     container = hd.sr.ContainerContentItem(FINDINGS, relationship_type="CONTAINS")
     items = [
         hd.sr.UIDRefContentItem(SERIES_UID, series.instances[0].SeriesInstanceUID, relationship_type="CONTAINS"),
@@ -166,4 +166,5 @@ def study_report(
         software_versions=sdmad.__version__,
         series_description=f"SD-MAD findings, {sdmad.RESEARCH_USE_ONLY}",
         is_complete=True,
+        coding_schemes=[SCHEME_IDENTIFICATION],
     )
