@@ -16,7 +16,7 @@ from sdmad.errors import one_line, project_error
 from sdmad.runs import RunConfigError
 from sdmad.tools.experiments import HEADLINE_METRICS, VARIANT_NAMES, report_variants
 from sdmad.tools.phantom import ensure_phantom_dataset
-from sdmad.tools.pretraining import ensure_tiny_backbone
+from sdmad.tools.pretraining import demo_image_size, ensure_tiny_backbone
 from sdmad.workflows import run_workflow
 
 
@@ -36,7 +36,7 @@ def main() -> None:
         timings["phantom data"] = time.perf_counter() - t
     backbone = root / "models" / "sdmad-tiny-phantom.pt"
     t = time.perf_counter()
-    if ensure_tiny_backbone(backbone):  # once per recipe
+    if ensure_tiny_backbone(backbone, demo_image_size(root)):  # once per recipe
         timings["tiny CLIP pretraining"] = time.perf_counter() - t
 
     demo = ["configs/demo.yaml"]

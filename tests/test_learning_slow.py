@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO_ROOT
 from sdmad.tools.experiments import headline_metrics, report_variants
 from sdmad.tools.phantom import make_phantom_dataset
-from sdmad.tools.pretraining import pretrain_tiny_clip
+from sdmad.tools.pretraining import demo_image_size, pretrain_tiny_clip
 from sdmad.workflows import run_workflow
 
 
@@ -20,7 +20,7 @@ def test_trained_adapters_beat_zero_shot_on_the_phantom(tmp_path):
     data = tmp_path / "phantom"
     make_phantom_dataset(data)
     backbone = tmp_path / "backbone.pt"
-    summary = pretrain_tiny_clip(backbone, progress=False)
+    summary = pretrain_tiny_clip(backbone, demo_image_size(REPO_ROOT), progress=False)
     assert summary["last_loss"] < summary["first_loss"] - 1.0
     overrides = dict(
         extra_configs=["configs/demo.yaml"],

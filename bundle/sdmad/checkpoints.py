@@ -104,13 +104,15 @@ def intended_decision_rule(content: dict) -> str:
     return "calibrated" if rule == "calibrated" and CALIBRATION_KEY in content else "paper"
 
 
-def recorded_method(content: dict) -> dict[str, str]:
-    """The method a model file was trained with, as inference overrides: ``method`` (files made before methods
-    were named: "sdmad") and, for mvfa, its ``mvfa_object``: what an app must build to load it."""
+def recorded_network(content: dict) -> dict[str, Any]:
+    """The network a model file was trained with, as inference overrides: ``method`` (files made before methods
+    were named: "sdmad"), for mvfa its ``mvfa_object``, and its ``image_size`` when recorded: what an app must
+    build to load it."""
     model = content.get(RUN_CONFIG_KEY, {}).get("model", {})
-    settings = {"method": model.get("method", "sdmad")}
-    if model.get("mvfa_object") is not None:
-        settings["mvfa_object"] = model["mvfa_object"]
+    settings: dict[str, Any] = {"method": model.get("method", "sdmad")}
+    for key in ("mvfa_object", "image_size"):
+        if model.get(key) is not None:
+            settings[key] = model[key]
     return settings
 
 

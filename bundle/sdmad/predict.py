@@ -21,7 +21,7 @@ from sdmad.checkpoints import (
     CheckpointError,
     intended_decision_rule,
     read_checkpoint,
-    recorded_method,
+    recorded_network,
 )
 from sdmad.errors import SDMADError
 from sdmad.networks.sdmad_network import weights_identity
@@ -81,7 +81,7 @@ def inference_overrides(checkpoint: Path, bundle_root: Path, pretrained: str | N
     model = run_config["model"]
     overrides = {key: model[key] for key in MODEL_KEYS}
     overrides.update(
-        **recorded_method(content),
+        **recorded_network(content),
         pretrained=find_weights(model["pretrained"], bundle_root, pretrained),
         sign_file=find_sign_file(model["sign_file"], bundle_root),
         categories=run_config["split"]["categories"],

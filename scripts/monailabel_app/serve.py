@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sdmad.label import SERVER_APP
 from sdmad.label.folder import StudyFolderError, check_folder
+from sdmad.tools.pretraining import demo_image_size
 
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -49,6 +50,8 @@ def main() -> None:
         if model.is_file() and not (ROOT / "models" / "label_model.pt").exists():
             (ROOT / "models" / "label_model.pt").write_bytes(model.read_bytes())
         conf["decision_rule"] = served_decision_rule(ROOT / "models" / "label_model.pt")
+        if not (ROOT / "models" / "label_model.pt").exists():  # zero-shot: the size the backbone was pretrained at
+            conf["image_size"] = str(demo_image_size(ROOT))  # (a served model brings its own)
     conf.update(dict(args.conf))
     if args.host not in LOOPBACK:
         print(

@@ -31,7 +31,7 @@ from sdmad.checkpoints import (
     checkpoint_or_none,
     intended_decision_rule,
     read_checkpoint,
-    recorded_method,
+    recorded_network,
 )
 from sdmad.networks.clip_loading import no_weights
 
@@ -92,7 +92,7 @@ def make_model_folder(
         "decision_rule": decision_rule,
         "sign_file": f"$@bundle_root + '/configs/signs/{sign_file.name}'",
         "checkpoint": "$@bundle_root + '/models/model.pt'" if checkpoint else None,
-        **recorded_method(content),  # the network the checkpoint needs (sdmad, sdmad+mvfa or mvfa)
+        **recorded_network(content),  # the network the checkpoint needs: method (and mvfa_object), image_size
     }
     if image_size is not None:
         settings["image_size"] = int(image_size)

@@ -23,7 +23,7 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
 
 import sdmad
-from sdmad.checkpoints import read_checkpoint, recorded_method
+from sdmad.checkpoints import read_checkpoint, recorded_network
 from sdmad.errors import one_line, project_error
 from sdmad.label import SERVER_APP
 from sdmad.label.datastore import StudiesDatastore
@@ -53,9 +53,9 @@ class SDMADLabelApp(MONAILabelApp):
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
         self.bundle_root = Path(conf.get("bundle_root", Path(app_dir).resolve().parents[1]))
         self.model_path = Path(conf.get("model", self.bundle_root / "models" / "model.pt"))
-        # the served model's method (sdmad, sdmad+mvfa, mvfa) unless the conf names one: inference builds the
-        # network it needs, and training makes models of the same method
-        served = recorded_method(read_checkpoint(self.model_path)) if self.model_path.is_file() else {}
+        # the served model's network (method, image size) unless the conf names them: inference builds the
+        # network it needs, and training makes models of the same kind
+        served = recorded_network(read_checkpoint(self.model_path)) if self.model_path.is_file() else {}
         self.overrides: dict[str, Any] = {
             **served,
             **{key: conf_value(conf[key]) for key in BACKBONE_KEYS if key in conf},

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from open_clip.loss import ClipLoss
 
 from sdmad.atomic import write_json_atomic
@@ -29,7 +30,7 @@ from sdmad.tools.phantom import CATEGORIES, make_volume, to_display
 logger = logging.getLogger(__name__)
 
 # The recipe's version, stamped beside the weights: a backbone made by another recipe is made again (demo).
-RECIPE_VERSION = 3  # 2: slices in display orientation; 3: captions with radiological words
+RECIPE_VERSION = 4  # 2: slices in display orientation; 3: captions with radiological words; 4: the demo's image size
 
 # What each finding looks like, in plain words that partly overlap with radiological language (skull, gap, cavity,
 # spot, ventricles, white matter, ...), as a real CLIP's vocabulary does, but never a category name or a sign or
@@ -109,17 +110,18 @@ def caption_pairs(
 
 def pretrain_tiny_clip(
     output_file: str | Path,
+    image_size: int,
     steps: int = 350,
     batch_size: int = 32,
     pool: int = 1500,
     learning_rate: float = 5e-4,
     finding_probability: float = 0.3,
-    image_size: int = 240,
     seed: int = 0,
     cpu_threads: int = 2,
     progress: bool = True,
 ) -> dict:
-    """Train ``sdmad-tiny`` from random weights with the CLIP loss; write its state dict to ``output_file``.
+    """Train ``sdmad-tiny`` at ``image_size`` from random weights with the CLIP loss; write its state dict to
+    ``output_file``.
 
     ``cpu_threads`` fixes torch's intra-op threads, so that the weights do not depend on the core count (CPU
     reductions are split by thread). Returns a summary: steps, seconds, first and last loss, and the top-1
@@ -203,17 +205,21 @@ def recipe_file(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".recipe.json")
 
 
-def ensure_tiny_backbone(weights: str | Path) -> bool:
-    """Pretrain the demo backbone into ``weights`` unless it is there from the current recipe; True if made."""
+def demo_image_size(bundle_root: str | Path = ".") -> int:
+    """The demo's image size (`configs/demo.yaml`): the tiny CLIP is pretrained at the size it is adapted at."""
+    return int(yaml.safe_load((Path(bundle_root) / "configs" / "demo.yaml").read_text())["image_size"])
+
+
+def ensure_tiny_backbone(weights: str | Path, image_size: int) -> bool:
+    """Pretrain the demo backbone into ``weights`` at ``image_size`` unless it is there from the current recipe at
+    that size; True if made."""
     import json
 
     stamp = recipe_file(weights)
-    if (
-        Path(weights).is_file()
-        and stamp.is_file()
-        and json.loads(stamp.read_text()).get("recipe_version") == RECIPE_VERSION
-    ):
-        return False
-    print(f"pretraining the tiny CLIP on phantom image-caption pairs -> {weights} (once per recipe)")
-    pretrain_tiny_clip(weights)
+    if Path(weights).is_file() and stamp.is_file():
+        recipe = json.loads(stamp.read_text())
+        if recipe.get("recipe_version") == RECIPE_VERSION and recipe.get("image_size") == image_size:
+            return False
+    print(f"pretraining the tiny CLIP on phantom image-caption pairs at {image_size} px -> {weights} (once per recipe)")
+    pretrain_tiny_clip(weights, image_size=image_size)
     return True
