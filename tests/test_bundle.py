@@ -21,7 +21,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
         # the paper's ViT-L (13 s on 2 cores; its build and adapter blocks are checked in the default run by
         # test_network.py::test_paper_model_at_240px_builds_with_adapters_on_the_right_blocks)
         pytest.param("configs/inference.yaml", [], marks=pytest.mark.slow),
-        ("['configs/inference.yaml','configs/demo.yaml']", ["--pretrained", "none"]),
+        # the tiny model at the metadata's 240 px (the demo runs it at 180)
+        ("['configs/inference.yaml','configs/demo.yaml']", ["--pretrained", "none", "--image_size", "240"]),
     ],
     ids=["paper_model_random_weights", "tiny_model"],
 )
@@ -65,7 +66,7 @@ def test_network_summary_prints_facts_of_the_built_network():
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "sdmad-tiny, weights: none" in out
-    assert "12 x 12 patches, 4 blocks of width 128" in out
+    assert "3 x 180 x 180 -> 9 x 9 patches, 4 blocks of width 128" in out  # the demo's size
     assert "image adapters     on blocks [1, 2, 3, 4] (1-based), lambda 0.8, bottleneck 64, LeakyReLU" in out
     assert "81,920 trainable" in out  # the Shift Adapters; the patch heads train in stage 2 (demo: sdmad+mvfa)
     assert "patch heads        method sdmad+mvfa: on blocks [1, 2, 3, 4], 128 -> 128 -> 128" in out

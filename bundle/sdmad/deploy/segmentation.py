@@ -18,11 +18,10 @@ import nibabel as nib
 import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
 
 import sdmad
 from sdmad.data.errors import DataError
-from sdmad.deploy.structured_report import NOT_FOR_DIAGNOSIS, SCHEME_IDENTIFICATION, category_code
+from sdmad.deploy.structured_report import NOT_FOR_DIAGNOSIS, category_code, new_object
 from sdmad.overlays import label_colour
 
 # NIfTI affines map voxels to RAS, DICOM's to LPS
@@ -103,18 +102,11 @@ def series_segmentation(
         pixel_array=volume.with_array(segment_of_value[volume.array]),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segment_descriptions(shown),
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="SD-MAD (open source)",
-        manufacturer_model_name="SD-MAD MONAI Deploy app",
-        software_versions=sdmad.__version__,
         device_serial_number="n/a (software)",
         content_label="SDMAD_FINDINGS",
         content_description=f"SD-MAD findings, {sdmad.RESEARCH_USE_ONLY}"[:64],
         series_description=f"SD-MAD findings (SEG), {sdmad.RESEARCH_USE_ONLY}"[:64],
-        coding_schemes=[SCHEME_IDENTIFICATION],
+        **new_object(series_number),
     )
     segmentation.ImageComments = NOT_FOR_DIAGNOSIS
     return SeriesSegmentation(segmentation, {category: n for n, (category, _) in enumerate(shown, start=1)})

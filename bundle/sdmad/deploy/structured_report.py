@@ -67,6 +67,21 @@ STUDY_TYPE2 = (
 )
 
 
+def new_object(series_number: int) -> dict[str, Any]:
+    """The attributes every object the app writes (SR, SEG) shares: a new series and instance, this software as
+    its maker, the private coding scheme declared (highdicom constructor arguments)."""
+    return {
+        "series_instance_uid": generate_uid(),
+        "series_number": series_number,
+        "sop_instance_uid": generate_uid(),
+        "instance_number": 1,
+        "manufacturer": "SD-MAD (open source)",
+        "manufacturer_model_name": "SD-MAD MONAI Deploy app",
+        "software_versions": sdmad.__version__,
+        "coding_schemes": [SCHEME_IDENTIFICATION],
+    }
+
+
 @dataclass
 class SeriesFindings:
     """One scored series: its SOP instances (pydicom datasets), its volume entry of `predictions.json`, its SEG
@@ -157,14 +172,7 @@ def study_report(
     return hd.sr.ComprehensiveSR(
         evidence=evidence,
         content=root,
-        series_instance_uid=generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer="SD-MAD (open source)",
-        manufacturer_model_name="SD-MAD MONAI Deploy app",
-        software_versions=sdmad.__version__,
         series_description=f"SD-MAD findings, {sdmad.RESEARCH_USE_ONLY}",
         is_complete=True,
-        coding_schemes=[SCHEME_IDENTIFICATION],
+        **new_object(series_number),
     )
