@@ -1,6 +1,6 @@
 """A series' findings as a DICOM Segmentation (highdicom), for PACS viewers that overlay SEG (OHIF, 3D Slicer,
-Weasis, most vendor viewers): one segment per category decided present, its pixels those of the bundle's label
-image (`maps/<scan>_labels.nii.gz`, sdmad.maps.label_slice), in the source series' geometry.
+Weasis, most vendor viewers): one segment per category decided present that has labelled pixels, its pixels those
+of the bundle's label image (`maps/<scan>_labels.nii.gz`, sdmad.maps.label_slice), in the source series' geometry.
 
 The label image is placed by geometry, not by index: it becomes a highdicom `Volume` in patient coordinates, which
 `match_geometry` permutes and flips onto the source series' volume (a mismatch raises instead of resampling), and
