@@ -83,9 +83,9 @@ class BundlePredictor:
         """`predictions.json` of the inference run on ``scan``: a file, a DICOM series folder, or a volume already
         in memory (a channel-first MetaTensor with its affine; its meta `filename_or_obj` names it in the output).
 
-        With ``maps_dir`` (a network with the patch path), each volume's maps and
-        label image NIfTI (sdmad.handlers.InferenceWriter) are kept there; its entry names them ("maps",
-        "labels") with its "label_names"."""
+        With ``maps_dir`` (a network with the patch path), each volume's maps and label image NIfTI
+        (sdmad.handlers.InferenceWriter) are kept there; its entry names them ("maps", "labels") with its
+        "label_names"."""
         with self._lock, tempfile.TemporaryDirectory() as out:
             self.refresh_weights()
             # a tuple is a leaf to the config parser (a dict or list would be parsed as config)
