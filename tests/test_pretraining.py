@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import torch
 from conftest import REPO_ROOT
+from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
 from sdmad.signs import load_sign_file
 from sdmad.tools.phantom import CATEGORIES
-from sdmad.tools.pretraining import LOOKS, PLAIN, PREFIXES, STOP_WORDS, caption, caption_pairs
+from sdmad.tools.pretraining import LOOKS, PLAIN, PREFIXES, STOP_WORDS, caption, caption_pairs, encode_short_captions
 
 
 def words(text: str) -> set[str]:
@@ -47,3 +49,13 @@ def test_captions_describe_the_findings_and_pairs_are_generated():
     assert any(look in two for look in LOOKS[CATEGORIES[0]]) and any(look in two for look in LOOKS[CATEGORIES[4]])
     images, captions = caption_pairs(4, seed=0, size=48)
     assert images.shape == (4, 3, 240, 240) and len(captions) == 4
+
+
+def test_short_captions_give_the_full_length_features_and_gradients():
+    model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=60)
+    tokens = tokenizer([caption((CATEGORIES[1], CATEGORIES[5]), np.random.default_rng(1)), "a brain slice"])
+    full = model.encode_text(tokens, normalize=True)
+    short = encode_short_captions(model, tokens)
+    torch.testing.assert_close(short, full, rtol=0, atol=1e-6)
+    grads = [torch.autograd.grad(f.pow(2).sum(), model.token_embedding.weight)[0] for f in (full, short)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-6)
