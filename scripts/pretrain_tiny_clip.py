@@ -1,6 +1,6 @@
 """Pretrain the tiny open_clip model on generated phantom image-caption pairs (offline demo backbone).
 
-    python scripts/pretrain_tiny_clip.py --out models/sdmad-tiny-phantom.pt [--steps 600 --batch-size 32 --seed 0]
+    python scripts/pretrain_tiny_clip.py --out models/sdmad-tiny-phantom.pt [--steps 500 --batch-size 32 --seed 0]
         [--image-size N]   (default: configs/demo.yaml's image_size, the size the demo adapts it at)
 
 See bundle/sdmad/tools/pretraining.py for what the pairs are (never the phantom data set, never category names).
@@ -17,7 +17,7 @@ from sdmad.tools.pretraining import demo_image_size, pretrain_tiny_clip
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="models/sdmad-tiny-phantom.pt")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--pool", type=int, default=1500, help="generated image-caption pairs to sample from")
     parser.add_argument("--seed", type=int, default=0)

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 # The recipe's version, stamped beside the weights: a backbone made by another recipe is made again (demo).
 RECIPE_VERSION = 5  # 2: slices in display orientation; 3: captions with radiological words; 4: the demo's image size;
-# 5: 600 steps (fused AdamW, captions at their own length)
+# 5: 500 steps (fused AdamW, captions at their own length)
 
 # What each finding looks like, in plain words that partly overlap with radiological language (skull, gap, cavity,
 # spot, ventricles, white matter, ...), as a real CLIP's vocabulary does, but never a category name or a sign or
@@ -131,7 +131,7 @@ def encode_short_captions(model: torch.nn.Module, tokens: torch.Tensor) -> torch
 def pretrain_tiny_clip(
     output_file: str | Path,
     image_size: int,
-    steps: int = 600,
+    steps: int = 500,
     batch_size: int = 32,
     pool: int = 1500,
     learning_rate: float = 5e-4,
