@@ -3,15 +3,28 @@ file (so no prompt of a task is trained before its shots)."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import numpy as np
 import torch
 from conftest import REPO_ROOT
 from sdmad.networks.clip_loading import TINY_MODEL_NAME, load_clip
 from sdmad.signs import load_sign_file
+from sdmad.tools import pretraining
 from sdmad.tools.phantom import CATEGORIES
-from sdmad.tools.pretraining import LOOKS, PLAIN, PREFIXES, STOP_WORDS, caption, caption_pairs, encode_short_captions
+from sdmad.tools.pretraining import (
+    LOOKS,
+    PLAIN,
+    PREFIXES,
+    STOP_WORDS,
+    caption,
+    caption_pairs,
+    encode_short_captions,
+    ensure_tiny_backbone,
+    recipe_file,
+)
 
 
 def words(text: str) -> set[str]:
@@ -59,3 +72,41 @@ def test_short_captions_give_the_full_length_features_and_gradients():
     torch.testing.assert_close(short, full, rtol=0, atol=1e-6)
     grads = [torch.autograd.grad(f.pow(2).sum(), model.token_embedding.weight)[0] for f in (full, short)]
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-6)
+
+
+def test_the_demo_backbone_is_made_again_when_any_recipe_setting_changed(tmp_path, monkeypatch):
+    made = []
+
+    def fake_pretraining(
+        output_file,
+        image_size,
+        steps=7,
+        batch_size=32,
+        pool=1500,
+        learning_rate=5e-4,
+        finding_probability=0.3,
+        seed=0,
+        cpu_threads=2,
+        progress=True,
+    ):
+        made.append(image_size)
+        Path(output_file).write_bytes(b"weights")
+        stamp = dict(
+            recipe_version=pretraining.RECIPE_VERSION,
+            image_size=image_size,
+            steps=steps,
+            batch_size=batch_size,
+            pool=pool,
+            learning_rate=learning_rate,
+            finding_probability=finding_probability,
+            seed=seed,
+        )
+        recipe_file(output_file).write_text(json.dumps(stamp))
+
+    monkeypatch.setattr(pretraining, "pretrain_tiny_clip", fake_pretraining)
+    weights = tmp_path / "tiny.pt"
+    assert ensure_tiny_backbone(weights, 180) and not ensure_tiny_backbone(weights, 180)
+    assert ensure_tiny_backbone(weights, 160)  # another image size
+    stamp = json.loads(recipe_file(weights).read_text())
+    recipe_file(weights).write_text(json.dumps({**stamp, "steps": 3}))  # made by a recipe with other steps
+    assert ensure_tiny_backbone(weights, 160) and made == [180, 160, 160]

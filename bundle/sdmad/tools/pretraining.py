@@ -221,6 +221,9 @@ def _findings(text: str) -> frozenset[str]:
     return frozenset(label for label, looks in LOOKS.items() if any(look in text for look in looks))
 
 
+RECIPE_SETTINGS = ("steps", "batch_size", "pool", "learning_rate", "finding_probability", "seed")  # in the stamp
+
+
 def recipe_file(weights: str | Path) -> Path:
     """The JSON stamp beside a pretrained backbone: which recipe made it."""
     return Path(weights).with_suffix(".recipe.json")
@@ -233,13 +236,18 @@ def demo_image_size(bundle_root: str | Path = ".") -> int:
 
 def ensure_tiny_backbone(weights: str | Path, image_size: int) -> bool:
     """Pretrain the demo backbone into ``weights`` at ``image_size`` unless it is there from the current recipe at
-    that size; True if made."""
+    that size (its stamp equal to the recipe version and to every default setting of ``pretrain_tiny_clip``); True
+    if made."""
+    import inspect
     import json
 
+    settings = inspect.signature(pretrain_tiny_clip).parameters
+    wanted = {"recipe_version": RECIPE_VERSION, "image_size": image_size}
+    wanted |= {name: settings[name].default for name in RECIPE_SETTINGS}
     stamp = recipe_file(weights)
     if Path(weights).is_file() and stamp.is_file():
         recipe = json.loads(stamp.read_text())
-        if recipe.get("recipe_version") == RECIPE_VERSION and recipe.get("image_size") == image_size:
+        if all(recipe.get(name) == value for name, value in wanted.items()):
             return False
     print(f"pretraining the tiny CLIP on phantom image-caption pairs at {image_size} px -> {weights} (once per recipe)")
     pretrain_tiny_clip(weights, image_size=image_size)
