@@ -11,6 +11,8 @@ the prompts too, as a real CLIP knows some radiological words.
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import time
 from pathlib import Path
@@ -238,9 +240,6 @@ def ensure_tiny_backbone(weights: str | Path, image_size: int) -> bool:
     """Pretrain the demo backbone into ``weights`` at ``image_size`` unless it is there from the current recipe at
     that size (its stamp equal to the recipe version and to every default setting of ``pretrain_tiny_clip``); True
     if made."""
-    import inspect
-    import json
-
     settings = inspect.signature(pretrain_tiny_clip).parameters
     wanted = {"recipe_version": RECIPE_VERSION, "image_size": image_size}
     wanted |= {name: settings[name].default for name in RECIPE_SETTINGS}
