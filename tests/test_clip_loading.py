@@ -79,6 +79,19 @@ def test_no_weights_means_random_weights_with_a_warning(value, caplog):
     assert "RANDOM weights" in caplog.text
 
 
+def test_a_model_built_to_be_pretrained_says_so_without_warnings(caplog, tmp_path):
+    with caplog.at_level(logging.INFO):
+        load_clip("sdmad-tiny", image_size=60, to_pretrain=True)
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert "random weights, to be pretrained" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_clip("sdmad-tiny", image_size=60)  # the filter is gone afterwards: random weights warn again
+    assert "initialized randomly" in caplog.text and "RANDOM weights" in caplog.text
+    with pytest.raises(ValueError, match="to_pretrain"):
+        load_clip("sdmad-tiny", pretrained=str(tmp_path / "weights.pt"), to_pretrain=True)
+
+
 def test_tiny_model_uses_the_real_tokenizer():
     _, tokenizer = load_clip("sdmad-tiny")
     tokens = tokenizer(["a brain MRI with enlarged ventricles"])

@@ -168,12 +168,20 @@ def resolve_pretrained(
     return ResolvedWeights(path=path, source=f"tag '{pretrained}' (downloaded: {path})", quick_gelu=quick_gelu)
 
 
+class _WithoutRandomWeightsWarning(logging.Filter):
+    """Drops open_clip's "initialized randomly" warning (for a model built to be pretrained)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
 def load_clip(
     model_name: str,
     pretrained: str | os.PathLike | None = None,
     image_size: int | None = None,
     quick_gelu: bool | None = None,
     cache_dir: str | None = None,
+    to_pretrain: bool = False,
 ) -> tuple[open_clip.CLIP, Callable[..., torch.Tensor]]:
     """Build an open_clip CLIP model and its tokenizer.
 
@@ -184,6 +192,8 @@ def load_clip(
             (e.g. ViT-L-14-336 at 240 px: 17x17 patches).
         quick_gelu: force QuickGELU; None takes it from the tag (OpenAI weights use it) or False for files.
         cache_dir: cache folder for tag downloads.
+        to_pretrain: random weights on purpose, for a model about to be pretrained (sdmad.tools.pretraining): said
+            as information, without the warnings (open_clip's and this function's) that random weights get otherwise.
 
     Returns:
         ``(model, tokenizer)``, the model on CPU in eval mode.
@@ -191,6 +201,8 @@ def load_clip(
     Raises:
         PretrainedWeightsUnavailableError: weights were asked for and cannot be obtained.
     """
+    if to_pretrain and not no_weights(pretrained):
+        raise ValueError(f"to_pretrain builds random weights; got pretrained={pretrained!r}")
     register_model_configs()
     if model_name.startswith(("local-dir:", "hf-hub:")):
         resolved, kwargs = None, {"model_name": model_name}
@@ -200,19 +212,28 @@ def load_clip(
         if resolved is not None:
             kwargs["require_pretrained"] = True
     use_quick_gelu = quick_gelu if quick_gelu is not None else bool(resolved and resolved.quick_gelu)
-    model = open_clip.create_model(
-        **kwargs,
-        force_image_size=image_size,
-        force_quick_gelu=use_quick_gelu,
-        weights_only=True,
-        cache_dir=cache_dir,
-    )
+    root_filter = _WithoutRandomWeightsWarning() if to_pretrain else None
+    if root_filter:
+        logging.getLogger().addFilter(root_filter)  # open_clip warns on the root logger
+    try:
+        model = open_clip.create_model(
+            **kwargs,
+            force_image_size=image_size,
+            force_quick_gelu=use_quick_gelu,
+            weights_only=True,
+            cache_dir=cache_dir,
+        )
+    finally:
+        if root_filter:
+            logging.getLogger().removeFilter(root_filter)
     if not isinstance(model, open_clip.CLIP):
         raise NotImplementedError(
             f"'{model_name}' builds a {type(model).__name__}; SD-MAD's text adapter supports open_clip's CLIP class "
             f"(built-in text transformer) only."
         )
-    if resolved is None and not model_name.startswith(("local-dir:", "hf-hub:")):
+    if to_pretrain:
+        logger.info("CLIP %s at %s px with random weights, to be pretrained", model_name, image_size or "native")
+    elif resolved is None and not model_name.startswith(("local-dir:", "hf-hub:")):
         logger.warning(
             "CLIP %s has RANDOM weights (pretrained=%r): fine for tests and shape checks, meaningless on "
             "real images; pass pretrained=<open_clip tag | local checkpoint file>.",

@@ -152,7 +152,7 @@ def pretrain_tiny_clip(
     with fixed_cpu_threads(cpu_threads):
         torch.manual_seed(seed)
         start = time.perf_counter()
-        model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=image_size)
+        model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=image_size, to_pretrain=True)
         model.train()
         images, captions = caption_pairs(pool, seed, finding_probability=finding_probability, image_size=image_size)
         tokens = tokenizer(captions)
