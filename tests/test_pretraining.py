@@ -77,30 +77,10 @@ def test_short_captions_give_the_full_length_features_and_gradients():
 def test_the_demo_backbone_is_made_again_when_any_recipe_setting_changed(tmp_path, monkeypatch):
     made = []
 
-    def fake_pretraining(
-        output_file,
-        image_size,
-        steps=7,
-        batch_size=32,
-        pool=1500,
-        learning_rate=5e-4,
-        finding_probability=0.3,
-        seed=0,
-        cpu_threads=2,
-        progress=True,
-    ):
+    def fake_pretraining(output_file, image_size):  # writes the weights and the demo recipe's stamp at once
         made.append(image_size)
         Path(output_file).write_bytes(b"weights")
-        stamp = dict(
-            recipe_version=pretraining.RECIPE_VERSION,
-            image_size=image_size,
-            steps=steps,
-            batch_size=batch_size,
-            pool=pool,
-            learning_rate=learning_rate,
-            finding_probability=finding_probability,
-            seed=seed,
-        )
+        stamp = pretraining.recipe_stamp(image_size, pretraining.DEMO_RECIPE)
         recipe_file(output_file).write_text(json.dumps(stamp))
 
     monkeypatch.setattr(pretraining, "pretrain_tiny_clip", fake_pretraining)

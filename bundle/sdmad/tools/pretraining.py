@@ -183,19 +183,15 @@ def pretrain_tiny_clip(
                 iterator.set_postfix(loss=f"{losses[-1]:.3f}")
         model.eval()
         save_atomic(model.state_dict(), output_file)
-        write_json_atomic(
-            {
-                "recipe_version": RECIPE_VERSION,
-                "steps": steps,
-                "batch_size": batch_size,
-                "pool": pool,
-                "learning_rate": learning_rate,
-                "finding_probability": finding_probability,
-                "image_size": image_size,
-                "seed": seed,
-            },
-            recipe_file(output_file),
+        settings = dict(
+            steps=steps,
+            batch_size=batch_size,
+            pool=pool,
+            learning_rate=learning_rate,
+            finding_probability=finding_probability,
+            seed=seed,
         )
+        write_json_atomic(recipe_stamp(image_size, settings), recipe_file(output_file))
         held_out_images, held_out_captions = caption_pairs(256, seed + 1, image_size=image_size)
         with torch.no_grad():
             similarity = (
@@ -224,6 +220,17 @@ def _findings(text: str) -> frozenset[str]:
 
 
 RECIPE_SETTINGS = ("steps", "batch_size", "pool", "learning_rate", "finding_probability", "seed")  # in the stamp
+# the demo's recipe: pretrain_tiny_clip's defaults
+DEMO_RECIPE = {name: inspect.signature(pretrain_tiny_clip).parameters[name].default for name in RECIPE_SETTINGS}
+
+
+def recipe_stamp(image_size: int, settings: dict) -> dict:
+    """What the stamp beside a backbone records: the recipe version, the image size and ``RECIPE_SETTINGS``."""
+    return {
+        "recipe_version": RECIPE_VERSION,
+        "image_size": image_size,
+        **{name: settings[name] for name in RECIPE_SETTINGS},
+    }
 
 
 def recipe_file(weights: str | Path) -> Path:
@@ -238,12 +245,9 @@ def demo_image_size(bundle_root: str | Path = ".") -> int:
 
 def ensure_tiny_backbone(weights: str | Path, image_size: int) -> bool:
     """Pretrain the demo backbone into ``weights`` at ``image_size`` unless it is there from the current recipe at
-    that size (its stamp equal to the recipe version and to every default setting of ``pretrain_tiny_clip``); True
-    if made."""
-    settings = inspect.signature(pretrain_tiny_clip).parameters
-    wanted = {"recipe_version": RECIPE_VERSION, "image_size": image_size}
-    wanted |= {name: settings[name].default for name in RECIPE_SETTINGS}
+    that size (its stamp equal to ``recipe_stamp`` of ``DEMO_RECIPE``); True if made."""
     stamp = recipe_file(weights)
+    wanted = recipe_stamp(image_size, DEMO_RECIPE)
     if Path(weights).is_file() and stamp.is_file():
         recipe = json.loads(stamp.read_text())
         if all(recipe.get(name) == value for name, value in wanted.items()):
