@@ -14,9 +14,7 @@ from pathlib import Path
 
 from sdmad.errors import one_line, project_error
 from sdmad.runs import RunConfigError
-from sdmad.tools.experiments import HEADLINE_METRICS, VARIANT_NAMES, report_variants
-from sdmad.tools.phantom import ensure_phantom_dataset
-from sdmad.tools.pretraining import demo_image_size, ensure_tiny_backbone
+from sdmad.tools.experiments import HEADLINE_METRICS, VARIANT_NAMES, ensure_demo_inputs, report_variants
 from sdmad.workflows import run_workflow
 
 
@@ -28,16 +26,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     root = Path(args.bundle_root)
     start = time.perf_counter()
-    timings: dict[str, float] = {}
-
     phantom = root / "data" / "phantom"
-    t = time.perf_counter()
-    if ensure_phantom_dataset(phantom, progress=True):
-        timings["phantom data"] = time.perf_counter() - t
-    backbone = root / "models" / "sdmad-tiny-phantom.pt"
-    t = time.perf_counter()
-    if ensure_tiny_backbone(backbone, demo_image_size(root)):  # once per recipe
-        timings["tiny CLIP pretraining"] = time.perf_counter() - t
+    timings = ensure_demo_inputs(root)  # what was missing is made first
 
     demo = ["configs/demo.yaml"]
     overrides = {} if args.epochs is None else {"epochs": args.epochs}

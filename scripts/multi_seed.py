@@ -14,7 +14,7 @@ import shlex
 import sys
 
 import yaml
-from sdmad.tools.experiments import multi_seed
+from sdmad.tools.experiments import ensure_demo_inputs, multi_seed
 
 
 def main() -> None:
@@ -30,6 +30,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     pairs = [item for item in args.overrides if item != "--"]
     overrides = {pairs[i].lstrip("-"): yaml.safe_load(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+    if args.demo:  # the phantom data and, unless another one is passed, the demo's backbone of the current recipe
+        ensure_demo_inputs(backbone="pretrained" not in overrides)
     summary = multi_seed(
         args.seeds,
         args.run_name,

@@ -1,7 +1,9 @@
 """Pretrain the tiny open_clip model on generated phantom image-caption pairs (offline demo backbone).
 
-    python scripts/pretrain_tiny_clip.py --out models/sdmad-tiny-phantom.pt [--steps 500 --batch-size 32 --seed 0]
+    python scripts/pretrain_tiny_clip.py --out models/sdmad-tiny-phantom.pt [--steps N --batch-size N --pool N --seed N]
         [--image-size N]   (default: configs/demo.yaml's image_size, the size the demo adapts it at)
+
+The other defaults are the demo's recipe (sdmad.tools.pretraining.DEMO_RECIPE).
 
 See bundle/sdmad/tools/pretraining.py for what the pairs are (never the phantom data set, never category names).
 """
@@ -11,16 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from sdmad.tools.pretraining import demo_image_size, pretrain_tiny_clip
+from sdmad.tools.pretraining import DEMO_BACKBONE, DEMO_RECIPE, demo_image_size, pretrain_tiny_clip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="models/sdmad-tiny-phantom.pt")
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--pool", type=int, default=1500, help="generated image-caption pairs to sample from")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(DEMO_BACKBONE))
+    parser.add_argument("--steps", type=int, default=DEMO_RECIPE["steps"])
+    parser.add_argument("--batch-size", type=int, default=DEMO_RECIPE["batch_size"])
+    parser.add_argument(
+        "--pool", type=int, default=DEMO_RECIPE["pool"], help="generated image-caption pairs to sample from"
+    )
+    parser.add_argument("--seed", type=int, default=DEMO_RECIPE["seed"])
     parser.add_argument("--image-size", type=int, default=None, help="default: configs/demo.yaml's image_size")
     args = parser.parse_args()
     summary = pretrain_tiny_clip(

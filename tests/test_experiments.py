@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sdmad.tools import experiments
 from sdmad.tools.experiments import summarise_seeds, summary_markdown
+from sdmad.tools.pretraining import DEMO_BACKBONE
 
 
 def figures(auroc: float, hamming: float, pixel: float | None = None) -> dict:
@@ -44,3 +46,15 @@ def test_summary_has_every_category_per_seed_and_its_lowest_trained_value():
     text = summary_markdown(summary, "multi_seed.py -- --method mvfa")
     assert "method mvfa;" in text and "| MVFA baseline (trained heads), text peak > 0.5 | 0.905 ± 0.007 |" in text
     assert "SD-MAD" not in text
+
+
+def test_the_benchmark_makes_the_demo_inputs_and_keeps_a_backbone_it_is_given(tmp_path, monkeypatch):
+    made = []
+    monkeypatch.setattr(experiments, "ensure_phantom_dataset", lambda folder, progress: made.append(folder) or True)
+    monkeypatch.setattr(experiments, "ensure_tiny_backbone", lambda weights, size: made.append((weights, size)))
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.yaml").write_text("image_size: 120\n")
+    assert set(experiments.ensure_demo_inputs(tmp_path)) == {"phantom data"}
+    assert made == [tmp_path / "data" / "phantom", (tmp_path / DEMO_BACKBONE, 120)]
+    experiments.ensure_demo_inputs(tmp_path, backbone=False)  # `multi_seed.py --demo -- --pretrained FILE`
+    assert made[2:] == [tmp_path / "data" / "phantom"]

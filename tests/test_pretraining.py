@@ -64,6 +64,13 @@ def test_captions_describe_the_findings_and_pairs_are_generated():
     assert images.shape == (4, 3, 240, 240) and len(captions) == 4
 
 
+def test_the_pool_is_the_same_made_in_chunks_and_kept_in_bfloat16():
+    whole, captions = caption_pairs(5, seed=3, size=48, image_size=60)
+    chunked, chunk_captions = caption_pairs(5, seed=3, size=48, image_size=60, dtype=torch.bfloat16, chunk=2)
+    assert chunk_captions == captions and chunked.dtype == torch.bfloat16
+    torch.testing.assert_close(chunked, whole.to(torch.bfloat16), rtol=0, atol=0)
+
+
 def test_short_captions_give_the_full_length_features_and_gradients():
     model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=60)
     tokens = tokenizer([caption((CATEGORIES[1], CATEGORIES[5]), np.random.default_rng(1)), "a brain slice"])
