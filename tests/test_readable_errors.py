@@ -74,6 +74,35 @@ def test_debugging_keeps_the_traceback_and_other_exceptions_are_left_to_python(m
     assert shown == [error, bug]
 
 
+def test_a_full_disk_is_one_line_naming_the_file(monkeypatch, capsys):
+    import errno
+
+    from sdmad.errors import project_error, readable_excepthook
+
+    def shown_line(error: BaseException) -> str:
+        readable_excepthook(type(error), error, None, lambda *args: pytest.fail("left to Python"))
+        return capsys.readouterr().err.splitlines()[-1]
+
+    monkeypatch.setenv("SDMAD_DEBUG", "")
+    full = OSError(errno.ENOSPC, "No space left on device", "/data/phantom/nifti/a.nii.gz")
+    try:
+        raise RuntimeError("Failed to evaluate ConfigExpression") from full
+    except RuntimeError as wrapped:
+        assert shown_line(wrapped) == (
+            "sdmad: error: /data/phantom/nifti/a.nii.gz: no space left on device: free some space (or write to "
+            "another disk) and run the command again"
+        )
+        assert project_error(wrapped) is None  # a folder of scans must not skip past it as an unreadable scan
+    # h5py's (as it fails on a full tmpfs): the file is named inside the message only
+    h5py_full = OSError(
+        errno.ENOSPC,
+        "Can't synchronously write data (file write failed: time = Thu Nov 26 12:46:41 2026\n, filename = "
+        "'/data/phantom/h5/b.h5', file descriptor = 3, errno = 28, error message = 'No space left on device', "
+        "buf = 0x55699ad14e60, total write size = 4786192, bytes this sub-write = 4786192, offset = 2740224)",
+    )
+    assert shown_line(h5py_full).startswith("sdmad: error: /data/phantom/h5/b.h5: no space left on device")
+
+
 def test_a_folder_keeps_going_past_an_unreadable_scan_with_workers(scans, tmp_path):
     """DataLoader workers, and a batch of one unreadable scan alone (`--batch_size 1`: it sorts first)."""
     out = tmp_path / "out"

@@ -4,15 +4,18 @@ Every error the project raises for bad input (a scan, a label CSV, a sign file, 
 weights, a run folder that belongs to other settings) derives from ``SDMADError``; its message names the file
 and says what to do. ``python -m monai.bundle run ...`` would print it in the middle of a long chained traceback
 (MONAI wraps it in "Failed to evaluate ConfigExpression", Compose in "applying transform"). Importing ``sdmad``
-therefore installs an exception hook that, for an uncaught exception whose chain holds an ``SDMADError``, prints
-only ``sdmad: error: <message>`` as the last line. ``SDMAD_DEBUG=1`` (or ``--debug`` on the command line) keeps
-the full traceback. Other exceptions (bugs) keep Python's traceback.
+therefore installs an exception hook that, for an uncaught exception whose chain holds an ``SDMADError`` (or a
+full disk), prints only ``sdmad: error: <message>`` as the last line. ``SDMAD_DEBUG=1`` (or ``--debug`` on the
+command line) keeps the full traceback. Other exceptions (bugs) keep Python's traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import sys
+from collections.abc import Iterator
 from types import TracebackType
 
 DEBUG_VARIABLE = "SDMAD_DEBUG"
@@ -23,14 +26,34 @@ class SDMADError(Exception):
     """Base of the project's errors about input, files and settings; the message names the file and the fix."""
 
 
-def project_error(error: BaseException | None) -> SDMADError | None:
-    """The first ``SDMADError`` in an exception's chain (its causes and contexts), or None."""
+class DiskFullError(SDMADError, OSError):
+    """A write failed because the disk is full."""
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    """An exception and its causes and contexts, each once."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, SDMADError):
-            return error
+        yield error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
+
+
+def project_error(error: BaseException | None) -> SDMADError | None:
+    """The first ``SDMADError`` in an exception's chain (its causes and contexts), or None."""
+    return next((link for link in _chain(error) if isinstance(link, SDMADError)), None)
+
+
+def disk_full_error(error: BaseException | None) -> DiskFullError | None:
+    """A full disk anywhere in the chain (``OSError`` with errno ENOSPC) as a message naming the file, which h5py
+    gives only inside its message. Not a ``project_error``: a folder that skips unreadable scans must stop here, not
+    skip every scan after."""
+    for link in _chain(error):
+        if isinstance(link, OSError) and link.errno == errno.ENOSPC:
+            named = re.search(r"filename = '([^']+)'", str(link))
+            where = link.filename or (named.group(1) if named else "a file being written")
+            advice = "free some space (or write to another disk) and run the command again"
+            return DiskFullError(f"{where}: no space left on device: {advice}")
     return None
 
 
@@ -47,7 +70,7 @@ def readable_excepthook(
     kind: type[BaseException], error: BaseException, traceback: TracebackType | None, fallback=sys.__excepthook__
 ) -> None:
     """Print a project error as one last line; anything else (or with debugging on) as Python would."""
-    cause = project_error(error)
+    cause = project_error(error) or disk_full_error(error)
     if cause is None or debugging():
         fallback(kind, error, traceback)
         return
