@@ -83,9 +83,9 @@ class BundlePredictor:
         """`predictions.json` of the inference run on ``scan``: a file, a DICOM series folder, or a volume already
         in memory (a channel-first MetaTensor with its affine; its meta `filename_or_obj` names it in the output).
 
-        With ``maps_dir`` (a network with the patch path), each volume's maps and label image NIfTI
-        (sdmad.handlers.InferenceWriter) are kept there; its entry names them ("maps", "labels") with its
-        "label_names"."""
+        With ``maps_dir`` (a network with the patch path), each volume's label image NIfTI
+        (sdmad.handlers.InferenceWriter) is kept there; its entry names it ("labels") with its "label_names". The
+        maps NIfTI, which neither server reads, is not written."""
         with self._lock, tempfile.TemporaryDirectory() as out:
             self.refresh_weights()
             # a tuple is a leaf to the config parser (a dict or list would be parsed as config)
@@ -94,13 +94,14 @@ class BundlePredictor:
             )
             self.parser["output_dir"] = out
             self.parser["save_maps"], self.parser["max_overlays"] = maps_dir is not None, 0
+            self.parser["save_map_volumes"] = False
             self.parser.get_parsed_content("evaluator", lazy=False).run()
             predictions = json.loads((Path(out) / "predictions.json").read_text())
             if maps_dir is not None:
                 Path(maps_dir).mkdir(parents=True, exist_ok=True)
                 for volume in predictions["volumes"]:
-                    for key in [k for k in ("maps", "labels") if k in volume]:  # none for a 2-D image
-                        kept = Path(maps_dir) / Path(volume[key]).name
-                        shutil.move(volume[key], kept)
-                        volume[key] = str(kept)
+                    if "labels" in volume:  # none for a 2-D image
+                        kept = Path(maps_dir) / Path(volume["labels"]).name
+                        shutil.move(volume["labels"], kept)
+                        volume["labels"] = str(kept)
             return predictions

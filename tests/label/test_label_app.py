@@ -144,13 +144,15 @@ def test_training_on_labelled_studies_swaps_in_a_new_model(client, setup, tmp_pa
     assert client.get("/model/info/sdmad").json()["checksum"].startswith("SHA256:")
 
 
-def test_a_served_model_of_the_patch_path_gives_label_images_in_the_studys_geometry(setup, tmp_path):
+def test_a_served_model_of_the_patch_path_gives_label_images_in_the_studys_geometry(setup, tmp_path, monkeypatch):
     """The demo's model is method sdmad+mvfa: the app builds that network from the served file's run config, lists
     the segmentation model `sdmad_maps` (categories as label values 1..C), and answers a label image in the study's
-    voxel grid and affine, equal to the bundle inference's label volume; NRRD when the viewer asks for it."""
+    voxel grid and affine, equal to the bundle inference's label volume; NRRD when the viewer asks for it. It never
+    writes the 4-D maps NIfTI, which it would not read."""
     import itk
     import nibabel as nib
     import numpy as np
+    import sdmad.maps
     from conftest import trained_tiny_model
     from monai.bundle import run
     from requests_toolbelt.multipart import decoder
@@ -173,6 +175,8 @@ def test_a_served_model_of_the_patch_path_gives_label_images_in_the_studys_geome
         num_workers=0,
     )
     expected = nib.load(tmp_path / "bundle" / "maps" / f"{name}_labels.nii.gz")
+    map_volumes = []
+    monkeypatch.setattr(sdmad.maps, "write_map_nifti", lambda *args: map_volumes.append(args))
     with in_process(setup, conf) as served:
         info = served.get("/info/").json()["models"]
         image = served.post(f"/infer/sdmad_maps?image={name}&output=image")
@@ -201,6 +205,7 @@ def test_a_served_model_of_the_patch_path_gives_label_images_in_the_studys_geome
     nrrd = itk.imread(str(tmp_path / "served.nrrd"))
     assert np.array_equal(itk.array_view_from_image(nrrd).T, np.asarray(expected.dataobj))  # ITK's order is z, y, x
     assert not left  # every result file removed once sent
+    assert not map_volumes
 
 
 def test_an_image_only_model_lists_no_segmentation_model(client):

@@ -140,7 +140,7 @@ def findings_record(scan: ScanInput, predictions: dict, model_folder: Path, segm
             series_description=str(scan.series.SeriesDescription or ""),
             modality=str(scan.series.Modality or ""),
         )
-    volume = {k: v for k, v in predictions["volumes"][0].items() if k not in ("maps", "labels", "overlays")}
+    volume = {k: v for k, v in predictions["volumes"][0].items() if k not in ("labels", "overlays")}
     record.update(
         categories=predictions["categories"],
         backbone=predictions["backbone"],
@@ -171,8 +171,8 @@ class FindingsWriterOperator(Operator):
 
 def _series_segmentation(instances: list, volume: dict) -> tuple[SeriesSegmentation | None, str]:
     """The series' SEG (sdmad.deploy.segmentation), or None and why there is none. A label image that cannot be
-    placed on the series costs the SEG only (a warning): the JSON and SR are still written. The maps' temporary
-    files are removed."""
+    placed on the series costs the SEG only (a warning): the JSON and SR are still written. The label image's
+    temporary file is removed."""
     try:
         if "labels" not in volume:
             return None, "the model makes no maps (method sdmad)"
@@ -182,9 +182,8 @@ def _series_segmentation(instances: list, volume: dict) -> tuple[SeriesSegmentat
         logger.warning("no SEG for %s", error)
         return None, str(error)
     finally:
-        for key in ("maps", "labels"):
-            if key in volume:
-                Path(volume[key]).unlink(missing_ok=True)
+        if "labels" in volume:
+            Path(volume["labels"]).unlink(missing_ok=True)
 
 
 def write_findings(findings: list[tuple[ScanInput, dict]], output_folder: Path, model_folder: Path) -> list[Path]:

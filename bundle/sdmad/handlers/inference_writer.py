@@ -104,6 +104,8 @@ class InferenceWriter(PredictionWriter):
         output_dir: where to write.
         aggregate: "max" (default) or "mean" over a volume's slices for its per-category score.
         save_maps: write the maps and overlays (needs a network with the patch path).
+        save_map_volumes: with ``save_maps``, the maps NIfTI too; False writes only the label image (what MONAI Label
+            and the Deploy app read: the maps of a 320 x 320 x 16 volume take about 1.7 s to compress).
         max_overlays: overlay PNGs per volume at most.
         h5_source, series_uid: the run's reader settings (the maps' volume is read again with them).
     """
@@ -113,6 +115,7 @@ class InferenceWriter(PredictionWriter):
         output_dir: str | Path,
         aggregate: str = "max",
         save_maps: bool = False,
+        save_map_volumes: bool = True,
         max_overlays: int = 3,
         h5_source: str = "auto",
         series_uid: str | None = None,
@@ -122,6 +125,7 @@ class InferenceWriter(PredictionWriter):
         super().__init__()
         self.output_dir, self.aggregate = Path(output_dir), aggregate
         self.save_maps, self.max_overlays = as_flag(save_maps, "save_maps"), max_overlays
+        self.save_map_volumes = as_flag(save_map_volumes, "save_map_volumes")
         self.h5_source, self.series_uid = h5_source, series_uid
 
     def attach(self, engine: Engine) -> None:
@@ -164,8 +168,9 @@ class InferenceWriter(PredictionWriter):
             display = display_volume(source, self.h5_source, self.series_uid)
             maps = {r["slice_index"]: native_maps(r["maps"], *r["shape"], image_size) for r in members}
             if display.ndim == 4:
-                path = self.output_dir / "maps" / f"{stem}_maps.nii.gz"
-                volume["maps"] = str(write_map_nifti(display, maps, ["anomaly", *categories], path))
+                if self.save_map_volumes:
+                    path = self.output_dir / "maps" / f"{stem}_maps.nii.gz"
+                    volume["maps"] = str(write_map_nifti(display, maps, ["anomaly", *categories], path))
                 labels = {
                     r["slice_index"]: label_slice(maps[r["slice_index"]], r["decisions"], limits) for r in members
                 }

@@ -141,7 +141,6 @@ class SDMADMapsTask(ServedModelTask):
                 os.unlink(name)
                 raise
         volume["labels"] = Path(name).name  # the file sent, not a server path
-        del volume["maps"]  # its folder is gone; the label image is the result
         return name, {**findings(result), "label_names": volume["label_names"]}
 
 
