@@ -49,6 +49,8 @@ def test_summary_has_every_category_per_seed_and_its_lowest_trained_value():
 
 
 def test_the_benchmark_makes_the_demo_inputs_and_keeps_a_backbone_it_is_given(tmp_path, monkeypatch):
+    """`make benchmark-phantom` makes the phantom data and the current backbone as the demo does, unless the
+    command line passes its own backbone."""
     made = []
     monkeypatch.setattr(experiments, "ensure_phantom_dataset", lambda folder, progress: made.append(folder) or True)
     monkeypatch.setattr(experiments, "ensure_tiny_backbone", lambda weights, size: made.append((weights, size)))

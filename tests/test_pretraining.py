@@ -4,7 +4,10 @@ file (so no prompt of a task is trained before its shots)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +26,11 @@ from sdmad.tools.pretraining import (
     caption_pairs,
     encode_short_captions,
     ensure_tiny_backbone,
+    pretrain_tiny_clip,
     recipe_file,
 )
+
+TINY_RECIPE = dict(image_size=60, steps=3, batch_size=8, pool=16, progress=False)  # seconds, not minutes
 
 
 def words(text: str) -> set[str]:
@@ -97,3 +103,27 @@ def test_the_demo_backbone_is_made_again_when_any_recipe_setting_changed(tmp_pat
     stamp = json.loads(recipe_file(weights).read_text())
     recipe_file(weights).write_text(json.dumps({**stamp, "steps": 3}))  # made by a recipe with other steps
     assert ensure_tiny_backbone(weights, 160) and made == [180, 160, 160]
+
+
+def test_pretraining_gives_the_same_weights_in_processes_with_other_thread_settings(tmp_path):
+    """As the demo makes its backbone on each machine: two processes, 1 and 2 threads, bitwise the same weights
+    (``cpu_threads`` fixes the threads; the forward pass in bfloat16 where this CPU has it fast)."""
+    script = (
+        "import sys; from sdmad.tools.pretraining import pretrain_tiny_clip; "
+        f"pretrain_tiny_clip(sys.argv[1], **{TINY_RECIPE!r})"
+    )
+    weights = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        out = tmp_path / f"threads{threads}.pt"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True, env=env, timeout=300)
+        weights.append(torch.load(out, weights_only=True))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+def test_a_cpu_without_fast_bfloat16_pretrains_in_float32_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretraining, "bfloat16_is_fast", lambda: False)
+    summary = pretrain_tiny_clip(tmp_path / "tiny.pt", **TINY_RECIPE)
+    assert summary["forward"] == "float32" and summary["last_loss"] == summary["last_loss"]  # not NaN
+    assert json.loads(recipe_file(tmp_path / "tiny.pt").read_text())["forward"] == "float32"

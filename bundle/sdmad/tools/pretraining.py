@@ -110,9 +110,10 @@ def caption_pairs(
     chunk: int = 500,
 ) -> tuple[torch.Tensor, list[str]]:
     """``count`` preprocessed images `[count, 3, image_size, image_size]` of ``dtype`` and their captions, each
-    pair with its own random stream; preprocessed ``chunk`` slices at a time (a float32 pool of 5,000 at 180 px
-    would hold 2 GB, in bfloat16 it holds 1)."""
-    chunks, captions = [], []
+    pair with its own random stream; preprocessed ``chunk`` slices at a time into the pool (5,000 at 180 px hold
+    1 GB in bfloat16, 2 GB in float32)."""
+    images = torch.empty((count, 3, image_size, image_size), dtype=dtype)
+    captions = []
     for first in range(0, count, chunk):
         slices = []
         for index in range(first, min(first + chunk, count)):
@@ -122,8 +123,8 @@ def caption_pairs(
             display = np.ascontiguousarray(to_display(volume.volume[..., 0]))  # as the bundle shows every slice
             slices.append(torch.from_numpy(display[None]).float())
             captions.append(caption(labels, rng))
-        chunks.append(CLIPInput(image_size)(torch.stack(slices)).to(dtype))
-    return torch.cat(chunks), captions
+        images[first : first + len(slices)] = CLIPInput(image_size)(torch.stack(slices))
+    return images, captions
 
 
 def encode_short_captions(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -144,12 +145,21 @@ def encode_short_captions(model: torch.nn.Module, tokens: torch.Tensor) -> torch
     return torch.nn.functional.normalize(x, dim=-1)
 
 
+def bfloat16_is_fast() -> bool:
+    """Whether this CPU runs bfloat16 matrix products through oneDNN (x86 with AVX-512 or AMX). Without it they are
+    about 12 x slower than float32 (docs/usage.md, "What helped, what did not")."""
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled and bool(supported())
+
+
 @contextlib.contextmanager
-def training_precision() -> Iterator[None]:
-    """The pretraining forward pass in bfloat16 (autocast; weights, optimizer and loss stay float32) with attention
-    as plain matrix products: 0.21 -> 0.15 s a step on 2 cores with AVX-512 BF16. Both are needed: at 82 tokens
-    of width 32 per head, PyTorch's CPU flash attention is slower than the two products it replaces, and in float32
-    plain attention gains nothing."""
+def training_precision(bfloat16: bool) -> Iterator[None]:
+    """With ``bfloat16``, the pretraining forward pass under bfloat16 autocast (weights, optimizer and loss stay
+    float32) with attention as plain matrix products (PyTorch's CPU flash attention is the slower one at 82 tokens
+    of 32 per head); else float32 as it is."""
+    if not bfloat16:
+        yield
+        return
     with torch.autocast("cpu", dtype=torch.bfloat16), sdpa_kernel(SDPBackend.MATH):
         yield
 
@@ -170,17 +180,24 @@ def pretrain_tiny_clip(
     ``output_file``.
 
     ``cpu_threads`` fixes torch's intra-op threads, so that the weights do not depend on the core count (CPU
-    reductions are split by thread). Returns a summary: steps, seconds, first and last loss, and the top-1
-    image->text accuracy on 256 fresh pairs.
+    reductions are split by thread). The forward pass runs in bfloat16 where the CPU has fast bfloat16
+    (``bfloat16_is_fast``), else in float32 (slower, and other weights). Returns a summary: steps, seconds, first
+    and last loss, the forward pass's dtype, and the top-1 image->text accuracy on 256 fresh pairs.
     """
     with fixed_cpu_threads(cpu_threads):
         torch.manual_seed(seed)
         start = time.perf_counter()
         model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=image_size, to_pretrain=True)
         model.train()
+        bfloat16 = bfloat16_is_fast()
+        logger.info("pretraining forward pass in %s", "bfloat16" if bfloat16 else "float32 (no fast bfloat16 here)")
         images, captions = caption_pairs(
-            pool, seed, finding_probability=finding_probability, image_size=image_size, dtype=torch.bfloat16
-        )  # bfloat16: what autocast would make of them at the first layer anyway
+            pool,
+            seed,
+            finding_probability=finding_probability,
+            image_size=image_size,
+            dtype=torch.bfloat16 if bfloat16 else torch.float32,  # bfloat16: what autocast makes of them anyway
+        )
         tokens = tokenizer(captions)
         # fused: one kernel per tensor instead of a loop of ops (the 6.3M-entry token embedding is most of the weights)
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.1, fused=True)
@@ -197,7 +214,7 @@ def pretrain_tiny_clip(
             iterator = tqdm(iterator, desc="pretraining sdmad-tiny", unit="step")
         for _ in iterator:
             batch = torch.randperm(pool, generator=generator)[:batch_size]
-            with training_precision():
+            with training_precision(bfloat16):
                 image_features = model.encode_image(images[batch], normalize=True)
                 text_features = encode_short_captions(model, tokens[batch])
             loss = loss_fn(image_features.float(), text_features.float(), model.logit_scale.exp())
@@ -218,7 +235,8 @@ def pretrain_tiny_clip(
             finding_probability=finding_probability,
             seed=seed,
         )
-        write_json_atomic(recipe_stamp(image_size, settings), recipe_file(output_file))
+        forward = "bfloat16" if bfloat16 else "float32"  # recorded, not compared: a property of the machine
+        write_json_atomic({**recipe_stamp(image_size, settings), "forward": forward}, recipe_file(output_file))
         held_out_images, held_out_captions = caption_pairs(256, seed + 1, image_size=image_size)
         with torch.no_grad():
             similarity = (
@@ -236,6 +254,7 @@ def pretrain_tiny_clip(
             "first_loss": losses[0],
             "last_loss": float(np.mean(losses[-10:])),
             "held_out_retrieval_accuracy": accuracy,
+            "forward": forward,
             "output_file": str(output_file),
         }
         logger.info("pretraining done: %s", summary)
