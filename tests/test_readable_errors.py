@@ -103,6 +103,31 @@ def test_a_full_disk_is_one_line_naming_the_file(monkeypatch, capsys):
     assert shown_line(h5py_full).startswith("sdmad: error: /data/phantom/h5/b.h5: no space left on device")
 
 
+def test_a_checkpoint_saved_onto_a_full_disk_says_so(tmp_path, monkeypatch):
+    """torch.save says only "unexpected pos" when the disk fills up; save_atomic names the file and the cause."""
+    import errno
+    from collections import namedtuple
+    from pathlib import Path
+
+    import torch
+    from sdmad import checkpoints
+
+    def failing_save(content, path):
+        Path(path).write_bytes(b"part")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 4096))
+    with pytest.raises(OSError) as full:
+        checkpoints.save_atomic({}, tmp_path / "model.pt")
+    assert full.value.errno == errno.ENOSPC and full.value.filename == str(tmp_path / "model.pt")
+    assert list(tmp_path.iterdir()) == []  # the partial file is gone, as after any failed atomic write
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # room left: torch's error as it is
+        checkpoints.save_atomic({}, tmp_path / "model.pt")
+
+
 def test_a_folder_keeps_going_past_an_unreadable_scan_with_workers(scans, tmp_path):
     """DataLoader workers, and a batch of one unreadable scan alone (`--batch_size 1`: it sorts first)."""
     out = tmp_path / "out"

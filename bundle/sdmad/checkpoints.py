@@ -10,7 +10,10 @@ tensors and plain Python values.
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ from torch import nn
 from sdmad.atomic import atomic_path
 from sdmad.calibration import Calibration
 from sdmad.errors import SDMADError
+
+FULL_DISK_BYTES = 2**20  # a failed save with less free space than this was a full disk
 
 RECORD_KEY = "sdmad"
 CALIBRATION_KEY = "calibration"
@@ -32,9 +37,15 @@ class CheckpointError(SDMADError, RuntimeError):
 
 
 def save_atomic(content: Any, path: str | Path) -> None:
-    """``torch.save`` atomically (see sdmad.atomic)."""
+    """``torch.save`` atomically (see sdmad.atomic). On a full disk torch only says "unexpected pos": that is raised
+    as the full disk it is (``OSError`` ENOSPC naming ``path``)."""
     with atomic_path(path) as temporary:
-        torch.save(content, temporary)
+        try:
+            torch.save(content, temporary)
+        except RuntimeError as error:
+            if shutil.disk_usage(Path(temporary).parent).free < FULL_DISK_BYTES:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+            raise
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -26,10 +26,6 @@ class SDMADError(Exception):
     """Base of the project's errors about input, files and settings; the message names the file and the fix."""
 
 
-class DiskFullError(SDMADError, OSError):
-    """A write failed because the disk is full."""
-
-
 def _chain(error: BaseException | None) -> Iterator[BaseException]:
     """An exception and its causes and contexts, each once."""
     seen: set[int] = set()
@@ -44,16 +40,16 @@ def project_error(error: BaseException | None) -> SDMADError | None:
     return next((link for link in _chain(error) if isinstance(link, SDMADError)), None)
 
 
-def disk_full_error(error: BaseException | None) -> DiskFullError | None:
-    """A full disk anywhere in the chain (``OSError`` with errno ENOSPC) as a message naming the file, which h5py
-    gives only inside its message. Not a ``project_error``: a folder that skips unreadable scans must stop here, not
-    skip every scan after."""
+def disk_full_message(error: BaseException | None) -> str | None:
+    """A full disk or quota anywhere in the chain (``OSError`` ENOSPC or EDQUOT) as one line naming the file (h5py
+    names it only inside its message), or None. Not a project error: a folder that skips unreadable scans must stop
+    at a full disk, not skip every scan after it."""
     for link in _chain(error):
-        if isinstance(link, OSError) and link.errno == errno.ENOSPC:
+        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
             named = re.search(r"filename = '([^']+)'", str(link))
             where = link.filename or (named.group(1) if named else "a file being written")
             advice = "free some space (or write to another disk) and run the command again"
-            return DiskFullError(f"{where}: no space left on device: {advice}")
+            return f"{where}: {os.strerror(link.errno).lower()}: {advice}"
     return None
 
 
@@ -70,13 +66,14 @@ def readable_excepthook(
     kind: type[BaseException], error: BaseException, traceback: TracebackType | None, fallback=sys.__excepthook__
 ) -> None:
     """Print a project error as one last line; anything else (or with debugging on) as Python would."""
-    cause = project_error(error) or disk_full_error(error)
-    if cause is None or debugging():
+    cause = project_error(error)
+    message = one_line(cause) if cause is not None else disk_full_message(error)
+    if message is None or debugging():
         fallback(kind, error, traceback)
         return
     sys.stderr.flush()
     print(f"(the full traceback: set {DEBUG_VARIABLE}=1)", file=sys.stderr)
-    print(PREFIX + one_line(cause), file=sys.stderr)
+    print(PREFIX + message, file=sys.stderr)
 
 
 def install_readable_errors() -> None:
