@@ -14,7 +14,13 @@ from pathlib import Path
 
 from sdmad.errors import one_line, project_error
 from sdmad.runs import RunConfigError
-from sdmad.tools.experiments import HEADLINE_METRICS, VARIANT_NAMES, ensure_demo_inputs, report_variants
+from sdmad.tools.experiments import (
+    DEMO_PHANTOM,
+    HEADLINE_METRICS,
+    VARIANT_NAMES,
+    ensure_demo_inputs,
+    report_variants,
+)
 from sdmad.workflows import run_workflow
 
 
@@ -26,7 +32,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     root = Path(args.bundle_root)
     start = time.perf_counter()
-    phantom = root / "data" / "phantom"
+    phantom = root / DEMO_PHANTOM
     timings = ensure_demo_inputs(root)  # what was missing is made first
 
     demo = ["configs/demo.yaml"]

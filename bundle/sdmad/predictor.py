@@ -48,6 +48,7 @@ class BundlePredictor:
         self.parser["bundle_root"] = str(bundle_root)
         for key, value in (overrides or {}).items():
             self.parser[key] = value
+        self.parser["save_map_volumes"] = False  # with maps, the label image only: all the servers read
         self.network = self.parser.get_parsed_content("network")
         self.parser["network"] = self.network  # built once; every request's evaluator reuses it
         self.categories: list[str] = self.network.signs.category_names
@@ -94,7 +95,6 @@ class BundlePredictor:
             )
             self.parser["output_dir"] = out
             self.parser["save_maps"], self.parser["max_overlays"] = maps_dir is not None, 0
-            self.parser["save_map_volumes"] = False
             self.parser.get_parsed_content("evaluator", lazy=False).run()
             predictions = json.loads((Path(out) / "predictions.json").read_text())
             if maps_dir is not None:

@@ -18,6 +18,8 @@ from sdmad.workflows import run_workflow
 
 logger = logging.getLogger(__name__)
 
+DEMO_PHANTOM = Path("data") / "phantom"  # under the bundle root: configs/demo.yaml's `phantom_dir`
+
 HEADLINE_METRICS = ("mean_category_auroc", "hamming_score", "subset_accuracy", "image_auroc", "pixel_auroc")
 DECISION_METRICS = ("hamming_score", "subset_accuracy")
 VARIANT_NAMES = {
@@ -37,13 +39,13 @@ MVFA_VARIANT_NAMES = {
 
 
 def ensure_demo_inputs(root: str | Path = ".", backbone: bool = True) -> dict[str, float]:
-    """Make what `configs/demo.yaml` reads unless it is there and current: the phantom data set (`data/phantom/`)
+    """Make what `configs/demo.yaml` reads unless it is there and current: the phantom data set (``DEMO_PHANTOM``)
     and, with ``backbone``, the tiny CLIP of the current recipe (``DEMO_BACKBONE``). Returns the seconds spent on
     each part that was made (the demo prints them)."""
     root = Path(root)
     made = {}
     start = time.perf_counter()
-    if ensure_phantom_dataset(root / "data" / "phantom", progress=True):
+    if ensure_phantom_dataset(root / DEMO_PHANTOM, progress=True):
         made["phantom data"] = time.perf_counter() - start
     start = time.perf_counter()
     if backbone and ensure_tiny_backbone(root / DEMO_BACKBONE, demo_image_size(root)):  # once per recipe

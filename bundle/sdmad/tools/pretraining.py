@@ -190,13 +190,14 @@ def pretrain_tiny_clip(
         model, tokenizer = load_clip(TINY_MODEL_NAME, image_size=image_size, to_pretrain=True)
         model.train()
         bfloat16 = bfloat16_is_fast()
-        logger.info("pretraining forward pass in %s", "bfloat16" if bfloat16 else "float32 (no fast bfloat16 here)")
+        forward = "bfloat16" if bfloat16 else "float32"  # recorded in the stamp, not compared: the machine's
+        logger.info("pretraining forward pass in %s", forward)
         images, captions = caption_pairs(
             pool,
             seed,
             finding_probability=finding_probability,
             image_size=image_size,
-            dtype=torch.bfloat16 if bfloat16 else torch.float32,  # bfloat16: what autocast makes of them anyway
+            dtype=getattr(torch, forward),  # bfloat16: what autocast makes of the pool anyway
         )
         tokens = tokenizer(captions)
         # fused: one kernel per tensor instead of a loop of ops (the 6.3M-entry token embedding is most of the weights)
@@ -235,7 +236,6 @@ def pretrain_tiny_clip(
             finding_probability=finding_probability,
             seed=seed,
         )
-        forward = "bfloat16" if bfloat16 else "float32"  # recorded, not compared: a property of the machine
         write_json_atomic({**recipe_stamp(image_size, settings), "forward": forward}, recipe_file(output_file))
         held_out_images, held_out_captions = caption_pairs(256, seed + 1, image_size=image_size)
         with torch.no_grad():
