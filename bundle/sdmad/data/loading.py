@@ -1,6 +1,7 @@
 """Load a scan (NIfTI, DICOM series or file, fastMRI `.h5`, PNG/JPG) with the right MONAI reader.
 
-`LoadScand` is MONAI's `LoadImage` with the reader chosen per item: NibabelReader for NIfTI, ITKReader for
+`LoadScand` is MONAI's `LoadImage` with the reader chosen per item: NibabelReader for NIfTI (`.nii.gz` inflated by
+ISA-L: sdmad.data.nifti_gzip), ITKReader for
 DICOM (GDCM sorts a series by geometry and selects one series of several; the lean `itk-io` wheels suffice),
 PILReader for PNG/JPG (numpy row order: row 0 at the top) and our FastMRIH5Reader, which reads only the item's
 slices. What MONAI does not check, it checks first (sdmad.data.dicom_series: non-image objects, several image
@@ -16,12 +17,13 @@ from typing import Any
 
 import pydicom
 import torch
-from monai.data import ITKReader, MetaTensor, NibabelReader, PILReader
+from monai.data import ITKReader, MetaTensor, PILReader
 from monai.transforms import LoadImage, MapTransform
 
 from sdmad.data.dicom_series import PIXEL_TAGS, choose_series
 from sdmad.data.errors import DataError
 from sdmad.data.fastmri_h5 import H5_SUFFIXES, FastMRIH5Reader
+from sdmad.data.nifti_gzip import IsalNibabelReader
 
 __all__ = ["DICOM_SUFFIXES", "IMAGE_SUFFIXES", "NIFTI_SUFFIXES", "PIXEL_TAGS", "LoadScand", "scan_format"]
 
@@ -92,7 +94,7 @@ class LoadScand(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.slices_key, self.series_key, self.h5_source = slices_key, series_key, h5_source
         self._loader = LoadImage(image_only=True, ensure_channel_first=True)
-        self._readers = {"nifti": NibabelReader(), "image": PILReader(reverse_indexing=False)}
+        self._readers = {"nifti": IsalNibabelReader(), "image": PILReader(reverse_indexing=False)}
 
     def _reader(self, path: str, fmt: str, item: Mapping[Hashable, Any]):
         if fmt == "h5":
