@@ -15,6 +15,7 @@ from sdmad.data.preprocessing import per_slice_reference, scan_to_slices, scan_t
 from sdmad.data.slices import AsRGBd, CategoryMaskd, CheckFinited, ExtractSlicesd, SliceTensord
 from sdmad.data.splits import split_by_group
 from sdmad.data.unreadable import RecordUnreadable, collate_slices, error_policy
+from sdmad.data.workers import LoaderWorkerInit
 
 __all__ = [
     "CLIP_MEAN",
@@ -29,6 +30,7 @@ __all__ = [
     "RecordUnreadable",
     "FastMRIH5Reader",
     "LoadScand",
+    "LoaderWorkerInit",
     "PrepareSlices",
     "SliceTensord",
     "bmad_items",
