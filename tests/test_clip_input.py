@@ -9,10 +9,26 @@ import numpy as np
 import pytest
 import torch
 from monai.data import DataLoader, Dataset
-from monai.transforms import Compose
+from monai.transforms import Compose, Resize, SpatialPad
 from PIL import Image
-from sdmad.data import CLIPInput, PrepareSlices, collate_slices, per_slice_reference, scan_to_slices, scan_transforms
-from sdmad.data.clip_input import SHAPE_KEY, batched_quantile, percentile_scale, stack_slices
+from sdmad.data import (
+    CLIP_MEAN,
+    CLIP_STD,
+    CLIPInput,
+    PrepareSlices,
+    collate_slices,
+    per_slice_reference,
+    scan_to_slices,
+    scan_transforms,
+)
+from sdmad.data.clip_input import (
+    SHAPE_KEY,
+    batched_quantile,
+    longest_side_size,
+    percentile_scale,
+    smooth_before_shrinking,
+    stack_slices,
+)
 
 
 def per_slice(path: str, image_size: int) -> torch.Tensor:
@@ -121,3 +137,25 @@ def test_cuda_gives_the_cpu_numbers():
     on_cuda = PrepareSlices(CLIPInput(240))(batch, "cuda")[0]
     assert on_cuda.device.type == "cuda"
     torch.testing.assert_close(on_cuda.cpu(), on_cpu, atol=1e-4, rtol=0)
+
+
+def clip_input_from_monai_transforms(grey: torch.Tensor) -> torch.Tensor:
+    """CLIPInput as first written: MONAI's anti-aliased Resize and SpatialPad, then `(x - mean) / std`."""
+    planes = percentile_scale(grey[:, 0], 0.5, 99.5)
+    planes = Resize(spatial_size=240, size_mode="longest", mode="bilinear", anti_aliasing=True)(planes)
+    planes = torch.as_tensor(SpatialPad((240, 240), method="symmetric")(planes))[:, None].expand(-1, 3, -1, -1)
+    return (planes - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
+
+
+@pytest.mark.parametrize("size", [(320, 320), (320, 256), (200, 300), (240, 240), (96, 64)])
+def test_anti_aliasing_and_normalisation_are_monais_bit_for_bit(size):
+    """The faster smoothing (smooth_before_shrinking) and normalisation give exactly what MONAI's transforms gave:
+    no figure moves."""
+    grey = torch.rand(5, 1, *size, generator=torch.Generator().manual_seed(0)) * 1000
+    grey[..., : size[0] // 4, :] = 0.0  # background, as in MR
+    planes = grey[:, 0] / 1000
+    out_size = longest_side_size(size, 240)
+    ours = Resize(spatial_size=240, size_mode="longest", mode="bilinear")(smooth_before_shrinking(planes, out_size))
+    monai = Resize(spatial_size=240, size_mode="longest", mode="bilinear", anti_aliasing=True)(planes)
+    assert ours.shape[1:] == out_size and torch.equal(torch.as_tensor(ours), torch.as_tensor(monai))
+    assert torch.equal(CLIPInput(240)(grey), clip_input_from_monai_transforms(grey))
