@@ -45,6 +45,7 @@ def test_tiny_benchmark_writes_every_figure(tmp_path):
         assert e2e[run]["steady_images_per_s"] > e2e[run]["images_per_s"]  # start-up and writing excluded
         assert e2e[run]["first_batch_s"] > 0 and e2e[run]["writing_s"] > 0
     assert e2e["batched, int16 volumes"]["stored_as"] == "int16" and e2e["batched"]["loader_only_images_per_s"] > 0
+    assert len(e2e["model_only_images_per_s_each"]) == 4  # before each of the 3 runs and after the last
     assert e2e["text_encoder_calls"] == 0  # cached text features: inference never re-encodes the prompts
     assert [row["signs"] for row in figures["scoring"]] == [6, 24, 96]
     assert all(row["us_per_image"] > 0 for row in figures["scoring"])
