@@ -30,8 +30,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     pairs = [item for item in args.overrides if item != "--"]
     overrides = {pairs[i].lstrip("-"): yaml.safe_load(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-    if args.demo:  # the phantom data and, unless another backbone or size is asked for, the demo's backbone
-        ensure_demo_inputs(backbone=not {"pretrained", "image_size"} & set(overrides))
+    if args.demo:  # the demo's phantom data and backbone, unless the command line names others
+        ensure_demo_inputs(
+            phantom="phantom_dir" not in overrides, backbone=not {"pretrained", "image_size"} & set(overrides)
+        )
     summary = multi_seed(
         args.seeds,
         args.run_name,

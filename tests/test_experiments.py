@@ -48,9 +48,9 @@ def test_summary_has_every_category_per_seed_and_its_lowest_trained_value():
     assert "SD-MAD" not in text
 
 
-def test_the_benchmark_makes_the_demo_inputs_and_keeps_a_backbone_it_is_given(tmp_path, monkeypatch):
+def test_the_benchmark_makes_the_demo_inputs_and_keeps_those_it_is_given(tmp_path, monkeypatch):
     """`make benchmark-phantom` makes the phantom data and the current backbone as the demo does, unless the
-    command line passes its own backbone."""
+    command line passes its own."""
     made = []
     monkeypatch.setattr(experiments, "ensure_phantom_dataset", lambda folder, progress: made.append(folder) or True)
     monkeypatch.setattr(experiments, "ensure_tiny_backbone", lambda weights, size: made.append((weights, size)))
@@ -60,3 +60,5 @@ def test_the_benchmark_makes_the_demo_inputs_and_keeps_a_backbone_it_is_given(tm
     assert made == [tmp_path / "data" / "phantom", (tmp_path / DEMO_BACKBONE, 120)]
     experiments.ensure_demo_inputs(tmp_path, backbone=False)  # `multi_seed.py --demo -- --pretrained FILE`
     assert made[2:] == [tmp_path / "data" / "phantom"]
+    experiments.ensure_demo_inputs(tmp_path, phantom=False, backbone=False)  # `-- --phantom_dir D --pretrained F`
+    assert made[3:] == []

@@ -38,14 +38,14 @@ MVFA_VARIANT_NAMES = {
 }
 
 
-def ensure_demo_inputs(root: str | Path = ".", backbone: bool = True) -> dict[str, float]:
-    """Make what `configs/demo.yaml` reads unless it is there and current: the phantom data set (``DEMO_PHANTOM``)
-    and, with ``backbone``, the tiny CLIP of the current recipe (``DEMO_BACKBONE``). Returns the seconds spent on
-    each part that was made (the demo prints them)."""
+def ensure_demo_inputs(root: str | Path = ".", phantom: bool = True, backbone: bool = True) -> dict[str, float]:
+    """Make what `configs/demo.yaml` reads unless it is there and current: with ``phantom``, the phantom data set
+    (``DEMO_PHANTOM``); with ``backbone``, the tiny CLIP of the current recipe (``DEMO_BACKBONE``). Returns the
+    seconds spent on each part that was made (the demo prints them)."""
     root = Path(root)
     made = {}
     start = time.perf_counter()
-    if ensure_phantom_dataset(root / DEMO_PHANTOM, progress=True):
+    if phantom and ensure_phantom_dataset(root / DEMO_PHANTOM, progress=True):
         made["phantom data"] = time.perf_counter() - start
     start = time.perf_counter()
     if backbone and ensure_tiny_backbone(root / DEMO_BACKBONE, demo_image_size(root)):  # once per recipe
