@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from sdmad.allocator import reuse_freed_memory
 from sdmad.inference import score_images, select_signs
 from sdmad.losses import SDMADLoss
 from sdmad.networks import SDMADNetwork
@@ -107,6 +108,7 @@ class BenchmarkResult:
     date: str
     settings: dict
     gflop_per_image: float
+    freed_memory_reused: bool = False  # sdmad.allocator, as the bundle's runs set it
     image_path: dict = field(default_factory=dict)
     decode: dict = field(default_factory=dict)
     end_to_end: dict = field(default_factory=dict)
@@ -488,6 +490,7 @@ def run_benchmark(settings: BenchmarkSettings, progress: Callable[[str], None] =
         date=datetime.date.today().isoformat(),
         settings=asdict(settings),
         gflop_per_image=0.0,
+        freed_memory_reused=reuse_freed_memory(),  # what configs/inference.yaml's `initialize` does
     )
     measure_inference(settings, device, result)
     for variant in settings.training_variants:
@@ -542,7 +545,8 @@ def format_table(result: BenchmarkResult) -> str:
     lines = [
         f"Device: {result.device}; torch {result.torch}; {result.date}; model "
         f"{result.settings['model_name']} at {result.settings['image_size']} px "
-        f"({result.gflop_per_image:.1f} GFLOP per image, image encoder)",
+        f"({result.gflop_per_image:.1f} GFLOP per image, image encoder); freed CPU memory reused: "
+        f"{'yes' if result.freed_memory_reused else 'no'}",
         "",
         "| figure | value |",
         "|---|---|",
