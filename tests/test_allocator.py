@@ -1,43 +1,40 @@
 """glibc keeps a batch-sized freed block in the process for the next batch once reuse_freed_memory ran, and hands
-it back to the OS without it (each case in its own process: malloc settings are process-wide)."""
+it back to the OS without it: in a fresh process (malloc settings are process-wide) and in a DataLoader worker
+started by spawn, which inherits nothing; every run sets it up."""
 
 from __future__ import annotations
 
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
+from malloc_probe import FreedBlockKept
 from monai.bundle import ConfigParser
+from monai.data import DataLoader
+from sdmad.data import LoaderWorkerInit
 
-PROBE = """
-import ctypes, sys, torch
-from sdmad.allocator import reuse_freed_memory
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
-                                                      "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = MallInfo2
-applied = reuse_freed_memory(enabled=sys.argv[1] == "on")
-batch = torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB, like a CPU batch of 160 slices of 320² in float32
-mapped = libc.mallinfo2().hblkhd >= 64 << 20     # fresh pages from the OS (mmap)
-del batch
-kept = libc.mallinfo2().fordblks >= 64 << 20     # freed, still in the process
-print(applied, mapped, kept)
-"""
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+@glibc_only
 def test_freed_batches_stay_in_the_process_for_reuse():
-    def probe(setting: str) -> str:
-        result = subprocess.run([sys.executable, "-c", PROBE, setting], capture_output=True, text=True, check=True)
-        return result.stdout.split()
+    def probe(setting: str) -> list[str]:
+        command = [sys.executable, str(Path(__file__).with_name("malloc_probe.py")), setting]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
 
     assert probe("on") == ["True", "False", "True"]
     assert probe("off") == ["False", "True", "False"]  # glibc's default: mmap'd, and returned on free
+
+
+@glibc_only
+def test_spawned_loader_workers_set_it_up_themselves():
+    loader = DataLoader(
+        FreedBlockKept(), num_workers=1, multiprocessing_context="spawn", worker_init_fn=LoaderWorkerInit(0)
+    )
+    assert [bool(kept) for kept in loader] == [True]
 
 
 @pytest.mark.parametrize("run", [[], ["train.yaml"], ["evaluate.yaml"], ["train.yaml", "multi_gpu.yaml"]])

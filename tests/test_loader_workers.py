@@ -50,5 +50,5 @@ def test_random_transforms_are_seeded_as_monai_seeds_them():
 def test_configs_lower_their_workers_priority(config, loader):
     parser = ConfigParser()
     parser.read_config([str(REPO_ROOT / "configs" / name) for name in ("inference.yaml", "common.yaml", config)])
-    assert parser[loader]["worker_init_fn"] == "$sdmad.data.LoaderWorkerInit(@worker_nice)"
+    assert parser[loader]["worker_init_fn"] == "$sdmad.data.LoaderWorkerInit(@worker_nice, @reuse_freed_memory)"
     assert parser["worker_nice"] == 19

@@ -259,6 +259,7 @@ class SDMADTrainTask(TrainTask):
             require_test=False,
             slices=self.slices,
             num_workers=0,
+            reuse_freed_memory=False,  # a long-lived server: glibc's default, memory handed back between requests
             **self.overrides,
         )
         trained = self.runs_dir / run_name / "training" / "model.pt"
