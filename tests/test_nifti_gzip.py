@@ -18,10 +18,8 @@ from test_data_readers import data_error
 
 def both_readers(path):
     """(MONAI's NibabelReader, ours) on ``path``: channel-first MetaTensors."""
-    return [
-        LoadImage(image_only=True, ensure_channel_first=True, reader=reader)(str(path))
-        for reader in (NibabelReader(), IsalNibabelReader())
-    ]
+    load = LoadImage(image_only=True, ensure_channel_first=True)
+    return [load(str(path), reader=reader) for reader in (NibabelReader(), IsalNibabelReader())]  # no fallback
 
 
 def same_meta(a: dict, b: dict) -> None:
@@ -75,13 +73,22 @@ def test_phantom_volume_and_uncompressed_file(phantom_dir, tmp_path):
 
 
 def test_damaged_gzip_is_a_data_error_naming_the_file(phantom_dir, tmp_path):
+    """Also a bad checksum or a lost end, which nibabel reads without a word (it stops after the image data)."""
     source = next((phantom_dir / "nifti").glob("*.nii.gz")).read_bytes()
     flipped = bytearray(source)
     flipped[len(flipped) // 2] ^= 0xFF  # one bad byte in the deflate stream: a CRC or stream error
+    bad_crc = bytearray(source)
+    bad_crc[-8] ^= 0xFF  # the data intact, its CRC-32 not
     cases = {
         "flipped.nii.gz": bytes(flipped),
+        "bad_crc.nii.gz": bytes(bad_crc),
+        "no_end.nii.gz": source[:-8],
         "not_nifti.nii.gz": gzip.compress(b"this is not a NIfTI header" * 40),
     }
+    original = np.asanyarray(nib.load(next((phantom_dir / "nifti").glob("*.nii.gz"))).dataobj)
+    for name in ("bad_crc.nii.gz", "no_end.nii.gz"):  # nibabel alone reads them without a word
+        (tmp_path / name).write_bytes(cases[name])
+        assert np.array_equal(np.asanyarray(nib.load(tmp_path / name).dataobj), original)
     for file_name, content in cases.items():
         path = tmp_path / file_name
         path.write_bytes(content)

@@ -1,8 +1,8 @@
 """Load a scan (NIfTI, DICOM series or file, fastMRI `.h5`, PNG/JPG) with the right MONAI reader.
 
-`LoadScand` is MONAI's `LoadImage` with the reader chosen per item: NibabelReader for NIfTI (`.nii.gz` inflated by
-ISA-L: sdmad.data.nifti_gzip), ITKReader for
-DICOM (GDCM sorts a series by geometry and selects one series of several; the lean `itk-io` wheels suffice),
+`LoadScand` is MONAI's `LoadImage` with the reader chosen per item: NibabelReader for NIfTI (`.nii.gz` inflated
+by ISA-L: sdmad.data.nifti_gzip), ITKReader for DICOM (GDCM sorts a series by geometry and selects one series of
+several; the lean `itk-io` wheels suffice),
 PILReader for PNG/JPG (numpy row order: row 0 at the top) and our FastMRIH5Reader, which reads only the item's
 slices. What MONAI does not check, it checks first (sdmad.data.dicom_series: non-image objects, several image
 series, missing pixels, 4-D series, mosaics; a 4-D NIfTI) and every failure becomes a `DataError` that names

@@ -5,7 +5,12 @@ Inflating is most of a loader worker's job on compressed NIfTI: 58 % of it for f
 seeking, not speed), and MONAI's NibabelReader calls `nibabel.load`; so this reader inflates the file in one call
 (`isal.igzip.decompress`, CRC checked) and hands nibabel the bytes. Everything after that (header, affine, scaling,
 MONAI's metadata) is nibabel's and MONAI's own code. Measured on one CPU core for 16 slices of 320²: 24.6 -> 12.7 ms
-per float32 volume, 15.6 -> 6.7 ms per int16 one (docs/benchmarks.md).
+per float32 volume, 15.6 -> 6.7 ms per int16 one (docs/benchmarks.md); the peak memory is nibabel's (two copies of
+the data, traced).
+
+Stricter than nibabel on purpose: the whole gzip stream is checked (CRC, length, end marker), where nibabel stops
+reading after the image data and never sees the trailer. A file whose check fails has damaged bytes somewhere, or
+lost its end; it is refused with the file's name (sdmad.data.LoadScand) instead of loading perhaps silently wrong.
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ def nifti_from_gzip(path: str | Path) -> nib.Nifti1Image | nib.Nifti2Image | Non
 
 
 class IsalNibabelReader(NibabelReader):
-    """MONAI's NibabelReader, with `.nii.gz` files inflated by ISA-L (``nifti_from_gzip``). Other files, and calls
-    with nibabel.load keyword arguments (``mmap``, ...), take NibabelReader's own path."""
+    """MONAI's NibabelReader, with `.nii.gz` files inflated by ISA-L (``nifti_from_gzip``). Other files, calls with
+    nibabel.load keyword arguments (``mmap``, ...) and ``to_gpu`` reading (kvikio) take NibabelReader's own path."""
 
     def read(self, data: Sequence[str | Path] | str | Path, **kwargs):
         names = ensure_tuple(data)
-        if kwargs or self.kwargs or not all(str(name).endswith(".gz") for name in names):
+        if kwargs or self.kwargs or self.to_gpu or not all(str(name).endswith(".gz") for name in names):
             return super().read(data, **kwargs)
         images = []
         for name in names:
