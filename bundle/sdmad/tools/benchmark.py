@@ -521,7 +521,7 @@ def end_to_end_rows(result: BenchmarkResult) -> list[str]:
         f"{e2e['slice_size']}², {e2e['num_workers']} workers, {run} | {e2e[run]['images_per_s']:.1f} images/s "
         f"= {100 * e2e[run]['fraction_of_model_only']:.0f} % of model-only "
         f"({e2e['model_only_images_per_s']:.1f} at batch {e2e['batch_images']}: the median of "
-        f"{len(e2e['model_only_images_per_s_each'])} measurements) |"
+        f"{len(e2e.get('model_only_images_per_s_each', [1]))} measurements) |"
         for run in E2E_RUNS
     ]
     rows += [

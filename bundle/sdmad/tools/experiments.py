@@ -38,7 +38,7 @@ MVFA_VARIANT_NAMES = {
 }
 
 
-def ensure_demo_inputs(root: str | Path = ".", phantom: bool = True, backbone: bool = True) -> dict[str, float]:
+def ensure_demo_inputs(root: str | Path = ".", *, phantom: bool = True, backbone: bool = True) -> dict[str, float]:
     """Make what `configs/demo.yaml` reads unless it is there and current: with ``phantom``, the phantom data set
     (``DEMO_PHANTOM``); with ``backbone``, the tiny CLIP of the current recipe (``DEMO_BACKBONE``). Returns the
     seconds spent on each part that was made (the demo prints them)."""
