@@ -6,7 +6,8 @@ Measured, on the device found, with random weights of the chosen model:
   code does) against the project's way (batches, cached text features, inference mode, bfloat16 frozen encoder on
   CUDA), both giving the per-category scores of Eq. 7-8;
 - decode: slices/s per CPU core of a loader worker's job, the per-slice path (decode, orient, cut, then
-  percentile scaling, resize, pad, RGB, normalisation per slice) against the batched path (decode, orient, cut);
+  percentile scaling, resize, pad, RGB, normalisation per slice) against the batched path (decode, orient, cut),
+  from NIfTI volumes and from DICOM series;
 - end to end: phantom NIfTI volumes through `configs/inference.yaml`'s evaluator (loader, transforms, DataLoader
   workers, writers), per-slice and batched paths side by side, each as a fraction of the model-only figure at the
   same batch size;
@@ -47,6 +48,8 @@ E2E_RUNS = {
     "batched": ("batched", "float32"),
     "batched, int16 volumes": ("batched", "int16"),
 }
+# Decode also times DICOM series (one uint16 file per slice, as PACS exports arrive); end to end runs NIfTI only.
+DECODE_RUNS = {**E2E_RUNS, "batched, DICOM series": ("batched", "dicom")}
 
 
 @dataclass
@@ -243,6 +246,20 @@ def write_phantom_volumes(
     return sorted(folder.glob("*.nii.gz"))
 
 
+def write_phantom_series(folder: Path, count: int, slices: int, size: int) -> list[Path]:
+    """``count`` phantom DICOM series (``slices`` MR files of ``size``², uint16), a folder each."""
+    from pydicom.uid import generate_uid
+
+    from sdmad.tools.phantom import make_volume, write_dicom_series
+
+    series = []
+    for index in range(count):
+        phantom = make_volume(f"bench_{index:03d}", [], np.random.default_rng(index), size, slices)
+        series.append(folder / f"bench_{index:03d}")
+        write_dicom_series(phantom, series[-1], generate_uid(), generate_uid())
+    return series
+
+
 def worker_transforms(path: str, image_size: int):
     """A loader worker's job in each path: "batched" only decodes, orients and cuts; "per-slice" also scales,
     resizes, pads and normalises every slice on the CPU (the chain CLIPInput replaced)."""
@@ -256,12 +273,12 @@ def worker_transforms(path: str, image_size: int):
 
 
 def measure_decode(settings: BenchmarkSettings, volumes: dict[str, list[Path]]) -> dict:
-    """Slices/s of one loader worker's job on one CPU thread, per run of E2E_RUNS (``volumes`` per stored type)."""
+    """Slices/s of one loader worker's job on one CPU thread, per run of DECODE_RUNS (``volumes`` per stored type)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         rates = {}
-        for run, (path, dtype) in E2E_RUNS.items():
+        for run, (path, dtype) in DECODE_RUNS.items():
             transform = worker_transforms(path, settings.image_size)
             transform({"image": str(volumes[dtype][0])})  # warm-up
             start, slices = time.perf_counter(), 0
@@ -470,6 +487,7 @@ def measure_inference(settings: BenchmarkSettings, device: torch.device, result:
             )
             for dtype in sorted({dtype for _, dtype in E2E_RUNS.values()})
         }
+        volumes["dicom"] = write_phantom_series(Path(tmp) / "dicom", 8, settings.e2e_slices, settings.e2e_size)
         result.decode = measure_decode(settings, volumes)
         result.decode["device_preprocessing"] = measure_device_preprocessing(settings, device)
         result.end_to_end = measure_end_to_end(settings, device, fast_dtype, volumes, model_only)
@@ -507,9 +525,8 @@ def end_to_end_rows(result: BenchmarkResult) -> list[str]:
     """The decode and end-to-end rows, per path."""
     decode, e2e = result.decode, result.end_to_end
     rows = [
-        f"| loader worker job, {decode['slice_size']}² slices, {run} | "
-        f"{decode['slices_per_s_per_core'][run]:.0f} slices/s per core |"
-        for run in E2E_RUNS
+        f"| loader worker job, {decode['slice_size']}² slices, {run} | {rate:.0f} slices/s per core |"
+        for run, rate in decode["slices_per_s_per_core"].items()
     ]
     prep = decode["device_preprocessing"]
     rows.append(
