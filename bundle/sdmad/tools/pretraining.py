@@ -113,7 +113,7 @@ def caption_pairs(
     pair with its own random stream; preprocessed ``chunk`` slices at a time into the pool (5,000 at 180 px hold
     1 GB in bfloat16, 2 GB in float32)."""
     images = torch.empty((count, 3, image_size, image_size), dtype=dtype)
-    captions = []
+    captions, clip_input = [], CLIPInput(image_size)
     for first in range(0, count, chunk):
         slices = []
         for index in range(first, min(first + chunk, count)):
@@ -123,7 +123,7 @@ def caption_pairs(
             display = np.ascontiguousarray(to_display(volume.volume[..., 0]))  # as the bundle shows every slice
             slices.append(torch.from_numpy(display[None]).float())
             captions.append(caption(labels, rng))
-        images[first : first + len(slices)] = CLIPInput(image_size)(torch.stack(slices))
+        images[first : first + len(slices)] = clip_input(torch.stack(slices))
     return images, captions
 
 
